@@ -1,0 +1,30 @@
+/* The BIOS-style memory map handed to the guest (boot_params, PVH memmap). */
+#ifndef KVMLITE_X86_E820_H
+#define KVMLITE_X86_E820_H
+
+#include <stdint.h>
+
+#include "memory.h"
+
+#define E820_RAM      1
+#define E820_RESERVED 2
+#define E820_ACPI     3
+
+#define E820_MAX_ENTRIES 16
+
+struct e820_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+} __attribute__((packed));
+
+struct e820_map {
+	struct e820_entry entries[E820_MAX_ENTRIES];
+	int nr;
+};
+
+/* The memory map for guest RAM laid out by x86_memory_layout(): low RAM
+ * minus the EBDA/VGA/BIOS hole below 1 MiB, and RAM above 4 GiB. */
+int e820_build(const struct guest_memory *mem, struct e820_map *map);
+
+#endif
