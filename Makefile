@@ -23,6 +23,7 @@ SRCS := $(wildcard src/*.c src/devices/*.c src/arch/$(ARCH)/*.c)
 ASMS := $(wildcard src/arch/$(ARCH)/*.S)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
+.SECONDARY:
 .PHONY: all deps check unit unit-asan guest-test e2e demo clean help
 all: $(BUILD)/kvmlite
 

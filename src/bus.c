@@ -34,7 +34,8 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_io_fn fn, voi
 
 void bus_seal(struct bus *bus)
 {
-	qsort(bus->ranges, bus->nr, sizeof(*bus->ranges), range_cmp);
+	if (bus->nr)
+		qsort(bus->ranges, bus->nr, sizeof(*bus->ranges), range_cmp);
 	bus->sealed = true;
 }
 

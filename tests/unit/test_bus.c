@@ -89,12 +89,24 @@ static void test_dispatch_passes_offset_and_direction(void **state)
 	bus_free(&bus);
 }
 
+static void test_empty_bus(void **state)
+{
+	(void)state;
+	struct bus bus = { 0 };
+	bus_seal(&bus);
+	uint8_t b = 0;
+	assert_null(bus_find(&bus, 0x3F8, 1));
+	assert_int_equal(bus_dispatch(&bus, 0x3F8, &b, 1, false), -ENOENT);
+	bus_free(&bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_register_rejects_overlap_and_empty),
 		cmocka_unit_test(test_find_over_many_ranges),
 		cmocka_unit_test(test_dispatch_passes_offset_and_direction),
+		cmocka_unit_test(test_empty_bus),
 	};
 	return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }

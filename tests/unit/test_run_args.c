@@ -69,7 +69,7 @@ static void test_bad_input_names_the_problem(void **state)
 		{ "--memory", "0", "at least 2M" },
 		{ "--memory", "12Q", "expected a size" },
 		{ "--memory", "99999999999999T", "expected a size" },
-		{ "--memory", "1000001", "multiple of 4K" },
+		{ "--memory", "4000001", "multiple of 4K" },
 		{ "--cpus", "0", "from 1 to" },
 		{ "--cpus", "256", "from 1 to" },
 		{ "--cpus", "two", "from 1 to" },

@@ -380,7 +380,7 @@ static void res_end(struct res_template *r)
 }
 
 /* DefinitionBlock body:
- *   Name (\_S5, Package (4) { 5, 5, 0, 0 })
+ *   Name (_S5, Package (4) { 5, 5, 0, 0 })
  *   Scope (\_SB) {
  *     Device (PEVT) { _HID "QEMU0001", _CRS IO 0x505, _STA 0xF }   (pvpanic)
  *     Device (COM1) { _HID PNP0501, _UID 1, _CRS IO 0x3F8/8 IRQ 4, _STA 0xF }
@@ -390,7 +390,7 @@ static void dsdt_body(struct aml *a)
 	struct res_template r;
 	size_t pkg, scope, dev;
 
-	aml_name(a, "\\_S5");
+	aml_name(a, "_S5");    /* at root scope already */
 	pkg = aml_package_begin(a, 4);
 	aml_integer(a, X86_ACPI_SLP_TYP_S5);   /* PM1a_CNT.SLP_TYP */
 	aml_integer(a, X86_ACPI_SLP_TYP_S5);   /* PM1b_CNT.SLP_TYP */
@@ -398,7 +398,7 @@ static void dsdt_body(struct aml *a)
 	aml_integer(a, 0);
 	aml_pkg_end(a, pkg);
 
-	scope = aml_scope_begin(a, "\\_SB");
+	scope = aml_scope_begin(a, "_SB");     /* = \_SB at root scope */
 
 	dev = aml_device_begin(a, "PEVT");
 	aml_name(a, "_HID");
@@ -430,27 +430,23 @@ static void dsdt_body(struct aml *a)
 	aml_pkg_end(a, scope);
 }
 
-/* ---- Tables ---- */
+/* ---- Tables: each fills a slot already reserved in the image ---- */
 
-static uint8_t *build_facs(struct acpi_image *img)
+static void fill_facs(uint8_t *t)
 {
-	/* Needed by a non-hardware-reduced OSPM (global lock, waking vector);
-	 * no checksum, 64-byte aligned. */
-	uint8_t *t = acpi_alloc(img, FACS_LEN, 64);
-	if (!t)
-		return NULL;
+	/* A non-hardware-reduced OSPM wants one (global lock, waking vector);
+	 * it has no checksum and must be 64-byte aligned. */
 	memcpy(t, "FACS", 4);
 	put32(t + 4, FACS_LEN);
-	t[32] = 2;                      /* version */
-	return t;
+	t[32] = 2;                              /* version */
 }
 
+/* The DSDT is the last table, so its AML may use the rest of the area. */
 static uint8_t *build_dsdt(struct acpi_image *img)
 {
 	uint8_t *t = acpi_alloc(img, ACPI_HDR_LEN, 16);
 	if (!t)
 		return NULL;
-	/* The DSDT is last, so its body may use the rest of the area. */
 	struct aml a = { .p = t + ACPI_HDR_LEN, .cap = img->cap - img->len };
 	dsdt_body(&a);
 	if (a.overflow) {
@@ -463,11 +459,8 @@ static uint8_t *build_dsdt(struct acpi_image *img)
 	return t;
 }
 
-static uint8_t *build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
+static void fill_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 {
-	uint8_t *t = acpi_alloc(img, FADT_LEN, 16);
-	if (!t)
-		return NULL;
 	acpi_header(t, "FACP", FADT_REVISION);
 	put32(t + 36, (uint32_t)facs);          /* FIRMWARE_CTRL (X_ left 0, as QEMU) */
 	put32(t + 40, (uint32_t)dsdt);          /* DSDT */
@@ -480,8 +473,9 @@ static uint8_t *build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
 	t[91] = 0;                              /* PM_TMR_LEN: no PM timer */
 	put16(t + 96, 101);                     /* P_LVL2_LAT > 100: no C2 */
 	put16(t + 98, 1001);                    /* P_LVL3_LAT > 1000: no C3 */
+	/* 8042 bit clear: Linux then doesn't probe a keyboard controller. */
 	put16(t + 109, BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT |
-		       BOOT_ARCH_CMOS_RTC_NOT_PRESENT);  /* and no 8042 */
+		       BOOT_ARCH_CMOS_RTC_NOT_PRESENT);
 	put32(t + 112, FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_PWR_BUTTON |
 		       FADT_F_SLP_BUTTON | FADT_F_FIX_RTC | FADT_F_RESET_REG_SUP);
 	put_gas(t + 116, GAS_SYSTEM_IO, 8, GAS_ACCESS_BYTE, X86_PORT_RESET);
@@ -491,15 +485,15 @@ static uint8_t *build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
 	put_gas(t + 148, GAS_SYSTEM_IO, 32, GAS_ACCESS_WORD, X86_PORT_ACPI_PM1A_EVT);
 	put_gas(t + 172, GAS_SYSTEM_IO, 16, GAS_ACCESS_WORD, X86_PORT_ACPI_PM1A_CNT);
 	acpi_finish(t, FADT_LEN);
-	return t;
 }
 
-static uint8_t *build_madt(struct acpi_image *img, int nr_cpus)
+static size_t madt_len(int nr_cpus)
 {
-	size_t len = 44 + 8 * (size_t)nr_cpus + 12 + 10 + 6;
-	uint8_t *t = acpi_alloc(img, len, 16);
-	if (!t)
-		return NULL;
+	return 44 + 8 * (size_t)nr_cpus + 12 + 10 + 6;
+}
+
+static void fill_madt(uint8_t *t, int nr_cpus)
+{
 	acpi_header(t, "APIC", MADT_REVISION);
 	put32(t + 36, (uint32_t)X86_LAPIC_ADDR);
 	put32(t + 40, MADT_PCAT_COMPAT);        /* the 8259s exist: KVM irqchip */
@@ -520,8 +514,8 @@ static uint8_t *build_madt(struct acpi_image *img, int nr_cpus)
 	put32(p + 8, 0);                        /* GSI base */
 	p += 12;
 
-	/* The SCI is level-triggered; ISA IRQs default to edge.  No override
-	 * for IRQ 0: KVM's default routing sends GSI 0 to IOAPIC pin 0. */
+	/* The SCI is level-triggered while ISA IRQs default to edge.  No
+	 * override for IRQ 0: KVM's default routing sends GSI 0 to pin 0. */
 	p[0] = MADT_INT_OVERRIDE;
 	p[1] = 10;
 	p[2] = 0;                               /* bus: ISA */
@@ -533,35 +527,28 @@ static uint8_t *build_madt(struct acpi_image *img, int nr_cpus)
 	p[0] = MADT_LAPIC_NMI;
 	p[1] = 6;
 	p[2] = 0xFF;                            /* all processors */
-	put16(p + 3, 0);                        /* conforms to the bus */
+	put16(p + 3, 0);                        /* polarity/trigger: bus default */
 	p[5] = 1;                               /* LINT1 */
 
-	acpi_finish(t, (uint32_t)len);
-	return t;
+	acpi_finish(t, (uint32_t)madt_len(nr_cpus));
 }
 
-static uint8_t *build_xsdt(struct acpi_image *img, const uint64_t *tables, int n)
+#define SDT_ENTRIES 2   /* FADT, MADT */
+
+static void fill_xsdt(uint8_t *t, const uint64_t *tables)
 {
-	uint8_t *t = acpi_alloc(img, ACPI_HDR_LEN + 8 * (size_t)n, 16);
-	if (!t)
-		return NULL;
 	acpi_header(t, "XSDT", 1);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < SDT_ENTRIES; i++)
 		put64(t + ACPI_HDR_LEN + 8 * i, tables[i]);
-	acpi_finish(t, (uint32_t)(ACPI_HDR_LEN + 8 * n));
-	return t;
+	acpi_finish(t, ACPI_HDR_LEN + 8 * SDT_ENTRIES);
 }
 
-static uint8_t *build_rsdt(struct acpi_image *img, const uint64_t *tables, int n)
+static void fill_rsdt(uint8_t *t, const uint64_t *tables)
 {
-	uint8_t *t = acpi_alloc(img, ACPI_HDR_LEN + 4 * (size_t)n, 16);
-	if (!t)
-		return NULL;
 	acpi_header(t, "RSDT", 1);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < SDT_ENTRIES; i++)
 		put32(t + ACPI_HDR_LEN + 4 * i, (uint32_t)tables[i]);
-	acpi_finish(t, (uint32_t)(ACPI_HDR_LEN + 4 * n));
-	return t;
+	acpi_finish(t, ACPI_HDR_LEN + 4 * SDT_ENTRIES);
 }
 
 static void fill_rsdp(uint8_t *r, uint64_t rsdt, uint64_t xsdt)
@@ -586,36 +573,26 @@ int acpi_build(const struct guest_memory *mem, const struct acpi_params *params,
 	if (!img.buf)
 		return -ENOMEM;
 
-	/* Pointers are allocated first and filled later; every table is
-	 * placed after the ones it refers to are known, except the RSDP,
-	 * which must be first (16-aligned at the start of the scan area). */
+	/* The RSDP comes first, 16-aligned at the start of the legacy scan
+	 * area; the variable-length DSDT comes last. */
 	uint8_t *rsdp = acpi_alloc(&img, RSDP_LEN, 16);
-	uint8_t *facs = build_facs(&img);
-	uint8_t *madt = build_madt(&img, params->nr_cpus);
-	uint8_t *dsdt = NULL, *fadt = NULL, *xsdt = NULL, *rsdt = NULL;
-	/* Keep the DSDT last so its AML can use whatever room is left. */
-	if (facs && madt) {
-		/* FADT needs the DSDT's address, the DSDT must be last: place
-		 * the FADT's slot now, fill it after. */
-		uint8_t *fadt_slot = acpi_alloc(&img, FADT_LEN, 16);
-		uint8_t *xsdt_slot = acpi_alloc(&img, ACPI_HDR_LEN + 8 * 2, 16);
-		uint8_t *rsdt_slot = acpi_alloc(&img, ACPI_HDR_LEN + 4 * 2, 16);
-		dsdt = build_dsdt(&img);
-		if (fadt_slot && xsdt_slot && rsdt_slot && dsdt) {
-			struct acpi_image at;
-			at = (struct acpi_image){ .buf = fadt_slot, .cap = FADT_LEN };
-			fadt = build_fadt(&at, acpi_gpa(&img, facs), acpi_gpa(&img, dsdt));
-			uint64_t tables[2] = { acpi_gpa(&img, fadt_slot), acpi_gpa(&img, madt) };
-			at = (struct acpi_image){ .buf = xsdt_slot, .cap = ACPI_HDR_LEN + 8 * 2 };
-			xsdt = build_xsdt(&at, tables, 2);
-			at = (struct acpi_image){ .buf = rsdt_slot, .cap = ACPI_HDR_LEN + 4 * 2 };
-			rsdt = build_rsdt(&at, tables, 2);
-		}
-	}
-	if (!rsdp || !fadt || !xsdt || !rsdt || img.overflow) {
+	uint8_t *facs = acpi_alloc(&img, FACS_LEN, 64);
+	uint8_t *xsdt = acpi_alloc(&img, ACPI_HDR_LEN + 8 * SDT_ENTRIES, 16);
+	uint8_t *rsdt = acpi_alloc(&img, ACPI_HDR_LEN + 4 * SDT_ENTRIES, 16);
+	uint8_t *fadt = acpi_alloc(&img, FADT_LEN, 16);
+	uint8_t *madt = acpi_alloc(&img, madt_len(params->nr_cpus), 16);
+	uint8_t *dsdt = build_dsdt(&img);
+	if (img.overflow) {
 		free(img.buf);
 		return -E2BIG;
 	}
+
+	uint64_t tables[SDT_ENTRIES] = { acpi_gpa(&img, fadt), acpi_gpa(&img, madt) };
+	fill_facs(facs);
+	fill_fadt(fadt, acpi_gpa(&img, facs), acpi_gpa(&img, dsdt));
+	fill_madt(madt, params->nr_cpus);
+	fill_xsdt(xsdt, tables);
+	fill_rsdt(rsdt, tables);
 	fill_rsdp(rsdp, acpi_gpa(&img, rsdt), acpi_gpa(&img, xsdt));
 
 	int ret = guest_write(mem, X86_ACPI_TABLES, img.buf, img.len);

@@ -27,4 +27,9 @@ struct e820_map {
  * minus the EBDA/VGA/BIOS hole below 1 MiB, and RAM above 4 GiB. */
 int e820_build(const struct guest_memory *mem, struct e820_map *map);
 
+/* Guest-physical RAM regions for ram_size bytes: region 0 is
+ * [0, min(ram_size, X86_MMIO_HOLE_START)), region 1 the rest from 4 GiB.
+ * hva is left NULL. -EINVAL if ram_size < 2 MiB or not 4 KiB-aligned. */
+int x86_memory_layout(uint64_t ram_size, struct guest_memory *mem);
+
 #endif
