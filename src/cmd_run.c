@@ -237,8 +237,15 @@ static int run_event_loop(struct vm *vm, int sig_fd)
 	}
 }
 
+static double ms_since_start(uint64_t ns)
+{
+	return ns ? (double)(ns - process_start_ns) / 1e6 : 0.0;
+}
+
 static void print_stats(struct vm *vm)
 {
+	fprintf(stderr, "startup: first KVM_RUN %.1f ms, first guest exit %.1f ms after process start\n",
+		ms_since_start(vm->first_run_ns), ms_since_start(vm->first_exit_ns));
 	fprintf(stderr, "exits:");
 	for (int s = 0; s < VCPU_STAT_MAX; s++) {
 		uint64_t total = 0;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "util.h"
 
 #define KVMLITE_VERSION "0.1.0"
 
@@ -26,6 +27,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	process_start_ns = monotonic_ns();
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

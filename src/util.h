@@ -13,6 +13,11 @@
 /* "512M", "2G", "65536", "1T": bytes; -EINVAL for garbage or overflow. */
 int parse_size(const char *s, uint64_t *out);
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t monotonic_ns(void);
+/* When the process started (set first thing in main); 0 if unset. */
+extern uint64_t process_start_ns;
+
 /* Reads a whole regular file into a malloc'd buffer; negative errno. */
 int read_file(const char *path, uint8_t **data, size_t *len);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "vm.h"
 
 /* Sent to a vCPU thread to make KVM_RUN return (with immediate_exit set). */
@@ -151,8 +152,17 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&kick, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
+	struct vm *vm = vcpu->vm;
+	if (vcpu->id == 0)
+		vm->first_run_ns = monotonic_ns();
 	while (vcpu_should_run(vcpu)) {
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+		int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+		if (!__atomic_load_n(&vm->first_exit_ns, __ATOMIC_RELAXED)) {
+			uint64_t zero = 0;
+			__atomic_compare_exchange_n(&vm->first_exit_ns, &zero, monotonic_ns(), false,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		}
+		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->stats[VCPU_STAT_INTR]++;
 				continue;

@@ -67,6 +67,10 @@ struct vm {
 	int exit_code;         /* VM_EXIT_TEST: the guest's code */
 	int stop_fd;           /* eventfd: readable once the VM stopped */
 
+	/* Start-up milestones (monotonic ns; 0 until reached), for --stats. */
+	uint64_t first_run_ns;   /* the boot vCPU first enters KVM_RUN */
+	uint64_t first_exit_ns;  /* the first exit of any vCPU: the guest has run */
+
 	struct arch_vm arch;
 };
 

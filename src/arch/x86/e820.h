@@ -24,7 +24,9 @@ struct e820_map {
 };
 
 /* The memory map for guest RAM laid out by x86_memory_layout(): low RAM
- * minus the EBDA/VGA/BIOS hole below 1 MiB, and RAM above 4 GiB. */
+ * minus the EBDA/VGA/BIOS hole below 1 MiB, and RAM above 4 GiB.
+ * -EINVAL unless region 0 is [0, >= 1 MiB) ending by X86_MMIO_HOLE_START
+ * and an optional region 1 starts at 4 GiB. */
 int e820_build(const struct guest_memory *mem, struct e820_map *map);
 
 /* Guest-physical RAM regions for ram_size bytes: region 0 is
