@@ -3,11 +3,12 @@
 ARCH        ?= x86
 BUILD       ?= build
 CC          ?= gcc
-PKGS        := zlib liblzma libzstd liblz4
+PKGS        := zlib liblzma libzstd liblz4 json-c libmicrohttpd
 TEST_PKGS   := cmocka
 
 # Debian packages the build, the tests and the demo need (`make deps`).
 DEB_PKGS := build-essential pkg-config libcmocka-dev zlib1g-dev liblzma-dev \
+	libjson-c-dev libmicrohttpd-dev curl \
 	libzstd-dev liblz4-dev busybox-static cpio xz-utils zstd lz4 gzip \
 	qemu-system-x86 linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	dwarves kmod python3 curl
@@ -19,7 +20,7 @@ CFLAGS      ?= -O2
 LDLIBS_BASE := -pthread $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SAN_FLAGS   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRCS := $(wildcard src/*.c src/devices/*.c src/arch/$(ARCH)/*.c)
+SRCS := $(wildcard src/*.c src/api/*.c src/devices/*.c src/arch/$(ARCH)/*.c)
 ASMS := $(wildcard src/arch/$(ARCH)/*.S)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 

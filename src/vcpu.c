@@ -48,9 +48,23 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, int id)
 	return arch_vcpu_init(vcpu);
 }
 
-static bool vcpu_should_run(const struct vcpu *vcpu)
+/* Before each KVM_RUN: false once the VM stopped; parks while it is
+ * paused. immediate_exit is cleared before the state is read, so a kick
+ * that follows a state change is never lost. */
+static bool vcpu_should_run(struct vcpu *vcpu)
 {
-	return __atomic_load_n(&vcpu->vm->state, __ATOMIC_ACQUIRE) == VM_RUNNING;
+	for (;;) {
+		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		switch (vm_get_state(vcpu->vm)) {
+		case VM_RUNNING:
+			return true;
+		case VM_PAUSED:
+			vm_park_vcpu(vcpu->vm);
+			continue;
+		default:
+			return false;
+		}
+	}
 }
 
 static void vcpu_handle_io(struct vcpu *vcpu)
@@ -200,7 +214,7 @@ void vcpu_kick(struct vcpu *vcpu)
 {
 	if (!vcpu->run)
 		return;
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	if (vcpu->thread_started)
 		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 }

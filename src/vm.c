@@ -109,6 +109,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		.console_out_fd = cfg->console == CONSOLE_SERIAL ? STDOUT_FILENO : -1,
 	};
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->state_changed, NULL);
 
 	int err = vm_open_kvm(vm);
 	if (err)
@@ -164,9 +165,10 @@ void vm_stop(struct vm *vm, enum vm_exit_reason reason, int code)
 	pthread_mutex_lock(&vm->lock);
 	bool first = vm->state != VM_STOPPED;
 	if (first) {
-		__atomic_store_n(&vm->state, VM_STOPPED, __ATOMIC_RELEASE);
+		__atomic_store_n(&vm->state, VM_STOPPED, __ATOMIC_SEQ_CST);
 		vm->exit_reason = reason;
 		vm->exit_code = code;
+		pthread_cond_broadcast(&vm->state_changed); /* parked vCPUs leave */
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (!first)
@@ -176,6 +178,72 @@ void vm_stop(struct vm *vm, enum vm_exit_reason reason, int code)
 	uint64_t one = 1;
 	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("cannot signal VM stop: %s", strerror(errno));
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_RUNNING) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	__atomic_store_n(&vm->state, VM_PAUSED, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	/* Paused means no vCPU is in the guest: wait until all are parked
+	 * (or one stopped the VM meanwhile). */
+	while (vm->state == VM_PAUSED && vm->nr_parked < vm->nr_vcpus)
+		pthread_cond_wait(&vm->state_changed, &vm->lock);
+	int err = vm->state == VM_PAUSED ? 0 : -ESHUTDOWN;
+	pthread_mutex_unlock(&vm->lock);
+	return err;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_PAUSED) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	__atomic_store_n(&vm->state, VM_RUNNING, __ATOMIC_SEQ_CST);
+	pthread_cond_broadcast(&vm->state_changed);
+	/* Return once every vCPU has left its parking spot, so that a pause
+	 * right after this resume waits for fresh acknowledgements. */
+	while (vm->state == VM_RUNNING && vm->nr_parked > 0)
+		pthread_cond_wait(&vm->state_changed, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+void vm_park_vcpu(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->state_changed);
+		while (vm->state == VM_PAUSED)
+			pthread_cond_wait(&vm->state_changed, &vm->lock);
+		vm->nr_parked--;
+		pthread_cond_broadcast(&vm->state_changed);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vm_state vm_get_state(struct vm *vm)
+{
+	return __atomic_load_n(&vm->state, __ATOMIC_SEQ_CST);
+}
+
+const char *vm_state_name(enum vm_state state)
+{
+	switch (state) {
+	case VM_NOT_STARTED: return "Not started";
+	case VM_RUNNING: return "Running";
+	case VM_PAUSED: return "Paused";
+	case VM_STOPPED: return "Stopped";
+	}
+	return "?";
 }
 
 void vm_wait(struct vm *vm)
@@ -215,6 +283,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	vm->stop_fd = vm->vm_fd = vm->kvm_fd = -1;
+	pthread_cond_destroy(&vm->state_changed);
 	pthread_mutex_destroy(&vm->lock);
 }
 

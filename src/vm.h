@@ -1,9 +1,14 @@
 /* The VM: guest memory, I/O buses, vCPUs and a small state machine.
  *
- *   NOT_STARTED --vm_start--> RUNNING --vm_stop--> STOPPED
+ *   NOT_STARTED --vm_start--> RUNNING <--vm_pause/vm_resume--> PAUSED
+ *                               |                               |
+ *                               +----------vm_stop-------> STOPPED
  *
- * vm_stop() may be called from any thread (a device, a vCPU, a signal
- * handler's deferred path); the first call decides the exit reason. */
+ * vm_stop() may be called from any thread (a device, a vCPU, the main
+ * loop, the API); the first call decides the exit reason. vm_pause()
+ * returns once every vCPU is out of KVM_RUN; KVM keeps each vCPU's MP
+ * state (a halted vCPU stays halted), so vm_resume() continues each one
+ * as it was. */
 #ifndef KVMLITE_VM_H
 #define KVMLITE_VM_H
 
@@ -16,7 +21,7 @@
 #include "config.h"
 #include "memory.h"
 
-enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_STOPPED };
+enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
 enum vm_exit_reason {
 	VM_EXIT_NONE,
@@ -61,8 +66,10 @@ struct vm {
 
 	struct vm_cleanup *cleanups;
 
-	pthread_mutex_t lock;  /* guards state and exit fields */
-	enum vm_state state;
+	pthread_mutex_t lock;  /* guards state, exit fields and nr_parked */
+	pthread_cond_t state_changed;
+	enum vm_state state;   /* written under lock, read by vCPUs with atomics */
+	int nr_parked;         /* vCPUs parked outside KVM_RUN while PAUSED */
 	enum vm_exit_reason exit_reason;
 	int exit_code;         /* VM_EXIT_TEST: the guest's code */
 	int stop_fd;           /* eventfd: readable once the VM stopped */
@@ -79,6 +86,13 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 int vm_start(struct vm *vm);
 void vm_stop(struct vm *vm, enum vm_exit_reason reason, int code);
+/* -EINVAL unless RUNNING (pause) or PAUSED (resume). */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+enum vm_state vm_get_state(struct vm *vm);
+const char *vm_state_name(enum vm_state state);
+/* Called by a vCPU thread that saw PAUSED: parks until resumed or stopped. */
+void vm_park_vcpu(struct vm *vm);
 /* Waits until the VM stopped, joins the vCPU threads. */
 void vm_wait(struct vm *vm);
 void vm_destroy(struct vm *vm);

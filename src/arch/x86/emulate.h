@@ -158,9 +158,20 @@ uint64_t emu_effective_address(const struct emu_decoded *d, const struct emu_cpu
 bool emu_needs_fpu(enum emu_insn insn);
 
 struct vcpu;
+struct guest_memory;
+struct bus;
 /* KVM glue: handles a KVM_EXIT_INTERNAL_ERROR / KVM_INTERNAL_ERROR_EMULATION
  * exit by emulating the instruction or injecting the exception it raises.
  * 0 to re-enter the guest, negative errno if the VM must stop. */
 int x86_fallback_handle(struct vcpu *vcpu);
+
+/* The fallback's access to guest-physical [gpa, gpa + len), len at most a
+ * page: guest RAM if all of it is RAM, else pieces of at most 8 bytes
+ * split at 8-byte boundaries, each RAM or dispatched on the mmio bus (a
+ * piece no device claims whole goes byte by byte; an unclaimed byte reads
+ * 0xFF, a write to it is dropped). Never touches host memory outside guest
+ * RAM. 0, or -EINVAL for a length over a page or a wrapping range. */
+int x86_fallback_gpa_access(const struct guest_memory *mem, const struct bus *mmio, uint64_t gpa,
+			    void *buf, size_t len, bool write);
 
 #endif

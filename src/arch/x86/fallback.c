@@ -1,11 +1,12 @@
 /* KVM glue for the instruction fallback: turns a KVM_INTERNAL_ERROR_EMULATION
  * exit into emu_decode/emu_execute on the vCPU's registers and guest memory.
  *
- * Guest memory is reached through KVM_TRANSLATE (guest page tables) and
- * guest_ptr() (only guest RAM). A translation that fails makes the
- * instruction raise #PF with CR2 = the failing page's address; a linear
- * address that maps to something that is not RAM (MMIO) cannot be handled
- * and stops the VM. Exceptions are injected with KVM_SET_VCPU_EVENTS. */
+ * Guest memory is reached through KVM_TRANSLATE (guest page tables), then
+ * guest_ptr() for guest RAM or the VM's MMIO bus for anything else: on
+ * real KVM an instruction reaches us mostly because its memory operand is
+ * MMIO. A translation that fails makes the instruction raise #PF with
+ * CR2 = the failing page's address. Exceptions are injected with
+ * KVM_SET_VCPU_EVENTS. */
 #include <cpuid.h>
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "bus.h"
 #include "emulate.h"
 #include "log.h"
 #include "util.h"
@@ -81,11 +83,63 @@ static int fb_translate(struct fb_ctx *c, uint64_t gva, bool write, uint64_t *gp
 	return 0;
 }
 
+/* One piece of at most 8 bytes: RAM, else the device that claims all of
+ * it. A piece no device claims whole is done byte by byte, so RAM next to
+ * a device, or a device's last bytes, still work; a byte nobody claims
+ * reads all-ones and ignores writes, as for KVM_EXIT_MMIO (src/vcpu.c). */
+static void fb_gpa_piece(const struct guest_memory *mem, const struct bus *mmio, uint64_t gpa,
+			 uint8_t *buf, uint32_t len, bool write)
+{
+	uint8_t *p = guest_ptr(mem, gpa, len);
+
+	if (p) {
+		if (write)
+			memcpy(p, buf, len);
+		else
+			memcpy(buf, p, len);
+		return;
+	}
+	if (bus_dispatch(mmio, gpa, buf, len, write) != -ENOENT)
+		return;
+	if (len > 1) {
+		for (uint32_t i = 0; i < len; i++)
+			fb_gpa_piece(mem, mmio, gpa + i, buf + i, 1, write);
+	} else if (!write) {
+		buf[0] = 0xFF;
+	}
+}
+
+int x86_fallback_gpa_access(const struct guest_memory *mem, const struct bus *mmio, uint64_t gpa,
+			    void *buf, size_t len, bool write)
+{
+	uint8_t *b = buf;
+	uint8_t *p;
+
+	if (len > FB_PAGE || gpa + len < gpa)
+		return -EINVAL;
+	if ((p = guest_ptr(mem, gpa, len))) { /* the common case: all RAM */
+		if (write)
+			memcpy(p, b, len);
+		else
+			memcpy(b, p, len);
+		return 0;
+	}
+	/* Device registers are at most 8 bytes wide: split as a CPU splits a
+	 * wide access, at 8-byte boundaries. */
+	for (size_t done = 0; done < len;) {
+		uint64_t a = gpa + done;
+		uint32_t n = (uint32_t)MIN(len - done, 8 - (a & 7));
+		fb_gpa_piece(mem, mmio, a, b + done, n, write);
+		done += n;
+	}
+	return 0;
+}
+
 /* Copies page by page. Every page is translated before any byte is
  * written, so a fault on the second page leaves memory untouched. */
 static int fb_access(struct fb_ctx *c, uint64_t gva, void *buf, size_t len, bool write)
 {
-	const struct guest_memory *mem = &c->vcpu->vm->mem;
+	const struct vm *vm = c->vcpu->vm;
 	uint64_t gpa;
 	int r;
 
@@ -95,15 +149,9 @@ static int fb_access(struct fb_ctx *c, uint64_t gva, void *buf, size_t len, bool
 			size_t n = MIN(len - done, FB_PAGE - (va & (FB_PAGE - 1)));
 			if ((r = fb_translate(c, va, write, &gpa)))
 				return r;
-			uint8_t *p = guest_ptr(mem, gpa, n);
-			if (!p)
-				return -EIO; /* MMIO or outside RAM */
-			if (pass == 1) {
-				if (write)
-					memcpy(p, (const uint8_t *)buf + done, n);
-				else
-					memcpy((uint8_t *)buf + done, p, n);
-			}
+			if (pass == 1 &&
+			    (r = x86_fallback_gpa_access(&vm->mem, &vm->mmio, gpa, (uint8_t *)buf + done, n, write)))
+				return r;
 			done += n;
 		}
 	}
@@ -120,9 +168,12 @@ static int fb_write(void *ctx, uint64_t gva, const void *buf, size_t len)
 	return fb_access(ctx, gva, (void *)buf, len, true);
 }
 
-/* Atomic against the other vCPUs when the operand is naturally aligned
- * (always for cmpxchg16b); a misaligned cmpxchg8b is done non-atomically,
- * as a split lock is something the host may refuse. */
+/* Atomic against the other vCPUs when the operand is naturally aligned RAM
+ * (always aligned for cmpxchg16b). A misaligned cmpxchg8b is done as a
+ * read, a compare and a write, as a split lock is something the host may
+ * refuse; so is an operand in MMIO: the device sees the reads, then the
+ * writes only if the compare succeeds, each in 8-byte pieces (a device
+ * cannot do a 16-byte atomic access anyway). */
 static int fb_cmpxchg(void *ctx, uint64_t gva, void *expected, const void *desired, size_t len)
 {
 	struct fb_ctx *c = ctx;
@@ -135,9 +186,8 @@ static int fb_cmpxchg(void *ctx, uint64_t gva, void *expected, const void *desir
 	if ((gva & (FB_PAGE - 1)) + len <= FB_PAGE) {
 		if ((r = fb_translate(c, gva, true, &gpa)))
 			return r;
-		if (!(p = guest_ptr(&c->vcpu->vm->mem, gpa, len)))
-			return -EIO;
-		if (len == 16 && !((uintptr_t)p & 15)) {
+		p = guest_ptr(&c->vcpu->vm->mem, gpa, len);
+		if (p && len == 16 && !((uintptr_t)p & 15)) {
 			uint64_t lo, hi, nlo, nhi;
 			bool ok;
 			memcpy(&lo, expected, 8);
@@ -154,7 +204,7 @@ static int fb_cmpxchg(void *ctx, uint64_t gva, void *expected, const void *desir
 			}
 			return ok;
 		}
-		if (len == 8 && !((uintptr_t)p & 7)) {
+		if (p && len == 8 && !((uintptr_t)p & 7)) {
 			uint64_t exp, des;
 			memcpy(&exp, expected, 8);
 			memcpy(&des, desired, 8);
