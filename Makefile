@@ -76,15 +76,16 @@ unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 guest-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 	tests/kvmhost/run --timeout 1200 -- tests/guest/run $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 
+# Kernels and initramfs are built (and cached) on this machine first: in the
+# KVM test host the root file system is read-only.
 e2e: $(BUILD)/kvmlite
-	tests/e2e/run $(BUILD)/kvmlite
+	tests/e2e/run --prepare
+	tests/kvmhost/run --timeout 3000 -- tests/e2e/run $(BUILD)/kvmlite
+	tests/e2e/debian-cloud $(BUILD)/kvmlite
 
 check: deps
 	$(MAKE) all
-	$(MAKE) unit
-	$(MAKE) unit-asan
-	$(MAKE) guest-test
-	$(MAKE) e2e
+	tests/check unit unit-asan guest-test e2e
 
 demo: deps
 	$(MAKE) all
