@@ -116,6 +116,15 @@ __attribute__((noreturn)) void test_serial(void);
 __attribute__((noreturn)) void test_exit_code(void);
 /* Runs forever (for host-side tests that stop a running VM). */
 __attribute__((noreturn)) void test_spin(void);
+/* Runs, with their memory operand on the test device's MMIO, the
+ * instructions KVM's emulator leaves to kvmlite's fallback. */
+__attribute__((noreturn)) void test_fallback(void);
+/* counter.c: prints count=1, 2, ... forever (for pause/resume tests). */
+__attribute__((noreturn)) void test_counter(void);
+
+/* bench.c: benchmark modes, bench=pio|mmio n=COUNT or bench=idle
+ * (bench/README.md). Returns at once without a bench= token. */
+void bench_run(const char *cmdline, uint64_t rsdp_pa);
 
 #endif /* !__ASSEMBLER__ */
 #endif

@@ -10,7 +10,7 @@
 #define SI_CMDLINE 24
 #define SI_RSDP    32
 
-enum guest_mode { MODE_NORMAL, MODE_PIO, MODE_MMIO, MODE_SERIAL, MODE_EXIT_CODE, MODE_FAIL, MODE_SPIN, MODE_UNKNOWN };
+enum guest_mode { MODE_NORMAL, MODE_PIO, MODE_MMIO, MODE_SERIAL, MODE_EXIT_CODE, MODE_FAIL, MODE_SPIN, MODE_FALLBACK, MODE_COUNTER, MODE_UNKNOWN };
 
 static struct acpi_info acpi;
 
@@ -48,6 +48,10 @@ static enum guest_mode parse_cmdline(const char *cmdline)
 			mode = MODE_FAIL;
 		else if (len == 4 && !memcmp(cmdline + start, "spin", 4))
 			mode = MODE_SPIN;
+		else if (len == 8 && !memcmp(cmdline + start, "fallback", 8))
+			mode = MODE_FALLBACK;
+		else if (len == 7 && !memcmp(cmdline + start, "counter", 7))
+			mode = MODE_COUNTER;
 		else
 			mode = MODE_UNKNOWN;
 	}
@@ -99,9 +103,15 @@ void main(uint32_t start_info)
 	case MODE_EXIT_CODE: test_exit_code();
 	case MODE_FAIL: guest_fail("test=fail asked for a failure");
 	case MODE_SPIN: test_spin();
+	case MODE_FALLBACK: test_fallback();
+	case MODE_COUNTER: test_counter();
 	case MODE_UNKNOWN: guest_fail("unknown test= mode");
 	case MODE_NORMAL: break;
 	}
+
+	/* bench=...: idle never returns; pio and mmio boot on as usual. */
+	if (cmdline_pa)
+		bench_run(phys_ptr(cmdline_pa), rsdp_pa);
 
 	if (acpi_probe(rsdp_pa, &acpi, &why))
 		guest_fail(why);
