@@ -8,13 +8,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <lz4.h>
-#include <lzma.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include <zstd.h>
 
+#include "compress_fixtures.h"
 #include "decompress.h"
 
 #define DATA_LEN (3u << 20) /* several output growth steps and lz4 blocks */
@@ -44,117 +41,13 @@ static int setup_data(void **state)
 	return 0;
 }
 
-
-struct blob {
-	uint8_t *buf;
-	size_t len;
-};
-
-static struct blob gzip_compress(const uint8_t *in, size_t len)
-{
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-	size_t cap = deflateBound(&zs, len) + 64;
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	zs.next_in = (Bytef *)in;
-	zs.avail_in = (uInt)len;
-	zs.next_out = b.buf;
-	zs.avail_out = (uInt)cap;
-	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
-	b.len = zs.total_out;
-	deflateEnd(&zs);
-	return b;
-}
-
-/* xz the way Linux packs its payload: x86 BCJ then LZMA2, CRC32. */
-static struct blob xz_compress(const uint8_t *in, size_t len)
-{
-	lzma_options_lzma opt;
-	assert_false(lzma_lzma_preset(&opt, 2));
-	lzma_filter filters[] = {
-		{ .id = LZMA_FILTER_X86, .options = NULL },
-		{ .id = LZMA_FILTER_LZMA2, .options = &opt },
-		{ .id = LZMA_VLI_UNKNOWN, .options = NULL },
-	};
-	size_t cap = lzma_stream_buffer_bound(len);
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	assert_int_equal(lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC32, NULL, in, len, b.buf, &b.len, cap),
-			 LZMA_OK);
-	return b;
-}
-
-static struct blob lzma_alone_compress(const uint8_t *in, size_t len)
-{
-	lzma_options_lzma opt;
-	assert_false(lzma_lzma_preset(&opt, 2));
-	lzma_stream s = LZMA_STREAM_INIT;
-	assert_int_equal(lzma_alone_encoder(&s, &opt), LZMA_OK);
-	size_t cap = len + len / 2 + 4096;
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	s.next_in = in;
-	s.avail_in = len;
-	s.next_out = b.buf;
-	s.avail_out = cap;
-	lzma_ret r;
-	do
-		r = lzma_code(&s, LZMA_FINISH);
-	while (r == LZMA_OK);
-	assert_int_equal(r, LZMA_STREAM_END);
-	b.len = s.total_out;
-	lzma_end(&s);
-	return b;
-}
-
-static struct blob zstd_compress(const uint8_t *in, size_t len)
-{
-	size_t cap = ZSTD_compressBound(len);
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	b.len = ZSTD_compress(b.buf, cap, in, len, 3);
-	assert_false(ZSTD_isError(b.len));
-	return b;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-/* The legacy lz4 frame (lz4 -l) built by hand: magic, then (le32 size,
- * block) for each block of at most block_len input bytes. */
-static struct blob lz4_legacy_compress(const uint8_t *in, size_t len, size_t block_len)
-{
-	size_t nblocks = (len + block_len - 1) / block_len;
-	size_t cap = 4 + nblocks * (4 + (size_t)LZ4_compressBound((int)block_len));
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	put_le32(b.buf, 0x184C2102);
-	b.len = 4;
-	for (size_t off = 0; off < len; off += block_len) {
-		int n = (int)(len - off < block_len ? len - off : block_len);
-		int c = LZ4_compress_default((const char *)in + off, (char *)b.buf + b.len + 4, n,
-					     (int)(cap - b.len - 4));
-		assert_true(c > 0);
-		put_le32(b.buf + b.len, (uint32_t)c);
-		b.len += 4 + (size_t)c;
-	}
-	return b;
-}
-
 static struct blob compress_fresh(int fmt, const uint8_t *in, size_t len)
 {
 	switch (fmt) {
 	case DECOMP_GZIP: return gzip_compress(in, len);
-	case DECOMP_XZ: return xz_compress(in, len);
+	case DECOMP_XZ: return xz_compress(in, len, 2, true); /* BCJ + LZMA2, like Linux */
 	case DECOMP_LZMA: return lzma_alone_compress(in, len);
-	case DECOMP_ZSTD: return zstd_compress(in, len);
+	case DECOMP_ZSTD: return zstd_compress(in, len, false);
 	case DECOMP_LZ4_LEGACY: return lz4_legacy_compress(in, len, 1u << 20);
 	}
 	fail();
@@ -288,7 +181,7 @@ static void test_bomb(void **state)
 	const size_t big = 256u << 20;
 	uint8_t *zeros = calloc(1, big);
 	assert_non_null(zeros);
-	struct blob b = zstd_compress(zeros, big);
+	struct blob b = zstd_compress(zeros, big, false);
 	free(zeros);
 	assert_true(b.len < (1u << 20));
 	uint8_t *out;

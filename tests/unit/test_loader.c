@@ -9,13 +9,10 @@
 
 #include <elf.h>
 #include <errno.h>
-#include <lz4.h>
-#include <lzma.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include <zstd.h>
 
+#include "compress_fixtures.h"
 #include "decompress.h"
 #include "layout.h"
 #include "loader.h"
@@ -24,11 +21,6 @@
 #define RAM_SIZE (64 * MiB)
 #define RSDP 0xE0000ULL
 #define POISON 0xCC
-
-struct blob {
-	uint8_t *buf;
-	size_t len;
-};
 
 struct fixture {
 	struct guest_memory mem;
@@ -622,64 +614,28 @@ static void expect_header_copied(struct fixture *f, const struct blob *bz)
 	assert_false(h->loadflags & X86_CAN_USE_HEAP);
 }
 
+/* The vmlinux payloads: zstd with its content checksum, plain xz (no BCJ),
+ * lz4 legacy in a single block. */
 static struct blob compress_zstd(const uint8_t *in, size_t len)
 {
-	size_t cap = ZSTD_compressBound(len);
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	ZSTD_CCtx *cc = ZSTD_createCCtx();
-	ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-	b.len = ZSTD_compress2(cc, b.buf, cap, in, len);
-	ZSTD_freeCCtx(cc);
-	assert_false(ZSTD_isError(b.len));
-	return b;
-}
-
-static struct blob compress_gzip(const uint8_t *in, size_t len)
-{
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-	size_t cap = deflateBound(&zs, len) + 64;
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	zs.next_in = (Bytef *)in;
-	zs.avail_in = (uInt)len;
-	zs.next_out = b.buf;
-	zs.avail_out = (uInt)cap;
-	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
-	b.len = zs.total_out;
-	deflateEnd(&zs);
-	return b;
+	return zstd_compress(in, len, true);
 }
 
 static struct blob compress_xz(const uint8_t *in, size_t len)
 {
-	size_t cap = lzma_stream_buffer_bound(len);
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	assert_int_equal(lzma_easy_buffer_encode(1, LZMA_CHECK_CRC32, NULL, in, len, b.buf, &b.len, cap), LZMA_OK);
-	return b;
+	return xz_compress(in, len, 1, false);
 }
 
 static struct blob compress_lz4(const uint8_t *in, size_t len)
 {
-	size_t cap = 8 + (size_t)LZ4_compressBound((int)len);
-	struct blob b = { malloc(cap), 0 };
-	assert_non_null(b.buf);
-	put32(b.buf, 0x184C2102);
-	int c = LZ4_compress_default((const char *)in, (char *)b.buf + 8, (int)len, (int)(cap - 8));
-	assert_true(c > 0);
-	put32(b.buf + 4, (uint32_t)c);
-	b.len = 8 + (size_t)c;
-	return b;
+	return lz4_legacy_compress(in, len, len);
 }
 
 static void test_bzimage_extracts_vmlinux(void **state)
 {
 	struct fixture *f = *state;
 	struct blob elf = make_vmlinux();
-	struct blob (*compressors[])(const uint8_t *, size_t) = { compress_zstd, compress_gzip, compress_xz,
+	struct blob (*compressors[])(const uint8_t *, size_t) = { compress_zstd, gzip_compress, compress_xz,
 								 compress_lz4 };
 	for (size_t i = 0; i < sizeof(compressors) / sizeof(compressors[0]); i++) {
 		memset(f->mem.regions[0].hva, POISON, RAM_SIZE);
