@@ -31,7 +31,7 @@ all: $(BUILD)/kvmlite
 help:
 	@echo "make deps        install the Debian packages kvmlite needs (root)"
 	@echo "make             build $(BUILD)/kvmlite (and the embedded guest)"
-	@echo "make demo        deps + build + boot the embedded guest and a small Linux"
+	@echo "make demo        deps + build + boot the embedded guest with 2 vCPUs"
 	@echo "make check       deps + build + unit tests (plain and ASan/UBSan) + guest and Linux boot tests"
 	@echo "make unit        unit tests only"
 	@echo "make clean"
