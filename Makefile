@@ -11,7 +11,7 @@ DEB_PKGS := build-essential pkg-config libcmocka-dev zlib1g-dev liblzma-dev \
 	libjson-c-dev libmicrohttpd-dev curl \
 	libzstd-dev liblz4-dev busybox-static cpio xz-utils zstd lz4 gzip \
 	qemu-system-x86 linux-source-6.1 bc flex bison libelf-dev libssl-dev \
-	dwarves kmod python3 curl
+	dwarves kmod python3 curl clang libclang-rt-14-dev
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Isrc -Isrc/arch/$(ARCH) -MMD -MP \
@@ -25,7 +25,7 @@ ASMS := $(wildcard src/arch/$(ARCH)/*.S)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
 .SECONDARY:
-.PHONY: all deps check unit unit-asan guest-test e2e demo clean help
+.PHONY: all deps check unit unit-asan guest-test api-test fuzz e2e demo clean help
 all: $(BUILD)/kvmlite
 
 help:
@@ -34,6 +34,7 @@ help:
 	@echo "make demo        deps + build + boot the embedded guest with 2 vCPUs"
 	@echo "make check       deps + build + unit tests (plain and ASan/UBSan) + guest and Linux boot tests"
 	@echo "make unit        unit tests only"
+	@echo "make fuzz        the API request fuzzer for FUZZ_SECONDS (default 20)"
 	@echo "make clean"
 
 deps:
@@ -76,6 +77,16 @@ unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 guest-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 	tests/kvmhost/run --timeout 1200 -- tests/guest/run $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 
+api-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
+	tests/e2e/run --prepare
+	tests/kvmhost/run --timeout 1500 -- tests/api/run $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
+
+# A short libFuzzer run per target in `make check`; longer by hand
+# (tests/fuzz/run-api SECONDS).
+FUZZ_SECONDS ?= 20
+fuzz:
+	tests/fuzz/run-api $(FUZZ_SECONDS)
+
 # Kernels and initramfs are built (and cached) on this machine first: in the
 # KVM test host the root file system is read-only.
 e2e: $(BUILD)/kvmlite
@@ -85,7 +96,7 @@ e2e: $(BUILD)/kvmlite
 
 check: deps
 	$(MAKE) all
-	tests/check unit unit-asan guest-test e2e
+	tests/check unit unit-asan fuzz guest-test api-test e2e
 
 demo: deps
 	$(MAKE) all

@@ -5,7 +5,7 @@
  * lost or repeated across a pause, and counting goes on after a resume. */
 #include "guest.h"
 
-#define COUNTER_SPIN (1u << 16)
+#define COUNTER_SPIN (1u << 20) /* a line every few ms, also under nested TCG */
 
 void test_counter(void)
 {

@@ -3,6 +3,7 @@
 #include "cmd_run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -11,9 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api.h"
+#include "api/api_metrics.h"
 #include "cmd.h"
 #include "log.h"
 #include "term.h"
@@ -41,6 +46,10 @@ static const char run_usage[] =
 	"      --on-reboot exit|restart  what a guest reboot does (default exit)\n"
 	"      --stats             print exit and fallback counts at exit\n"
 	"      --testdev           add the test device (for guest tests)\n"
+	"      --api-sock PATH     serve the Firecracker-compatible API on this UNIX\n"
+	"                          socket (auto: $KVMLITE_SOCK_DIR or /run/kvmlite,\n"
+	"                          /<pid>.sock); the VM starts on InstanceStart\n"
+	"      --config-file FILE  Firecracker JSON configuration: start at once\n"
 	"  -v, --verbose           log more (repeat for debug)\n"
 	"  -h, --help              this help\n"
 	"\n"
@@ -49,7 +58,7 @@ static const char run_usage[] =
 	"3 when the guest panics, 128+N when ended by signal N; with --testdev,\n"
 	"the code the guest wrote.\n";
 
-enum { OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV };
+enum { OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV, OPT_API_SOCK, OPT_CONFIG_FILE };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -74,6 +83,8 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 		{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
 		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "testdev", no_argument, NULL, OPT_TESTDEV },
+		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+		{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -123,6 +134,12 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 			break;
 		case OPT_STATS: cfg->stats = true; break;
 		case OPT_TESTDEV: cfg->testdev = true; break;
+		case OPT_API_SOCK:
+			if (!*optarg)
+				return fail(err, errlen, "--api-sock: expected a socket path or auto");
+			cfg->api_sock = optarg;
+			break;
+		case OPT_CONFIG_FILE: cfg->config_file = optarg; break;
 		case 'v':
 			if (log_threshold < LOG_DEBUG)
 				log_threshold++;
@@ -277,6 +294,354 @@ static int exit_status(const struct vm *vm, int signo)
 	return EXIT_VMM_ERROR;
 }
 
+/* ---- with the API (--api-sock) or a --config-file ----------------------
+ *
+ * The VM is built from the configuration the API accumulates (initial
+ * values from the command line), when InstanceStart arrives, or at once
+ * with --config-file. The API thread creates and starts it, then wakes the
+ * main thread, which runs the same event loop as without the API. The API
+ * thread reaches the VM only under ctx->lock, and the main thread takes
+ * that lock before destroying it. */
+
+struct run_ctx {
+	struct vm_config cfg;      /* what vm_create reads */
+	struct api_config api;
+	pthread_mutex_t lock;      /* guards the fields below against the API thread */
+	struct vm vm;
+	bool vm_live;              /* vm created and not destroyed yet */
+	bool started;              /* InstanceStart done: never "Not started" again */
+	bool stop_requested;       /* "Stop" before InstanceStart */
+	int wake_fd;               /* eventfd: started, or stop requested */
+	int metrics_fd;
+	char sock_path[108];
+};
+
+static void run_wake(struct run_ctx *ctx)
+{
+	uint64_t one = 1;
+	if (write(ctx->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("cannot wake the main thread: %s", strerror(errno));
+}
+
+static enum api_state run_api_state_locked(struct run_ctx *ctx)
+{
+	if (!ctx->started)
+		return API_NOT_STARTED;
+	if (!ctx->vm_live)
+		return API_STOPPED;
+	switch (vm_get_state(&ctx->vm)) {
+	case VM_NOT_STARTED: return API_NOT_STARTED;
+	case VM_RUNNING: return API_RUNNING;
+	case VM_PAUSED: return API_PAUSED;
+	case VM_STOPPED: break;
+	}
+	return API_STOPPED;
+}
+
+static enum api_state run_api_state(void *opaque)
+{
+	struct run_ctx *ctx = opaque;
+	pthread_mutex_lock(&ctx->lock);
+	enum api_state state = run_api_state_locked(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	return state;
+}
+
+static int run_errmsg(char *err, size_t errlen, int rc, const char *what)
+{
+	const char *why = log_last_error();
+	snprintf(err, errlen, "%s: %s", what, *why ? why : strerror(-rc));
+	return rc;
+}
+
+/* Called with ctx->lock held. */
+static int run_start_vm_locked(struct run_ctx *ctx, char *err, size_t errlen)
+{
+	log_clear_last_error();
+	api_config_apply(&ctx->api, &ctx->cfg);
+	int rc = run_check_host(&ctx->cfg);
+	if (rc < 0)
+		return run_errmsg(err, errlen, rc, "Cannot start the microVM");
+	rc = vm_create(&ctx->vm, &ctx->cfg);
+	if (rc < 0) {
+		vm_destroy(&ctx->vm);
+		return run_errmsg(err, errlen, rc, "Cannot create the microVM");
+	}
+	ctx->vm_live = ctx->started = true;
+	rc = vm_start(&ctx->vm); /* on failure the VM stopped itself: the main loop ends it */
+	if (rc < 0)
+		return run_errmsg(err, errlen, rc, "Cannot start the microVM");
+	return 0;
+}
+
+static int run_flush_metrics_locked(struct run_ctx *ctx, const char *exit_reason)
+{
+	if (ctx->metrics_fd < 0)
+		return -ENOENT;
+	return api_metrics_write(ctx->metrics_fd, ctx->vm_live ? &ctx->vm : NULL,
+				 api_state_name(run_api_state_locked(ctx)), exit_reason);
+}
+
+static int run_open_sinks(struct run_ctx *ctx, enum api_action action, char *err, size_t errlen)
+{
+	/* enum api_log_level -> enum log_level; Off turns the sink off. */
+	static const int levels[] = { -1, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_DEBUG };
+	if (action == API_ACT_LOGGER) {
+		int rc = log_open_file(ctx->api.log_path, levels[ctx->api.log_level], ctx->api.log_show_origin);
+		if (rc < 0) {
+			snprintf(err, errlen, "Cannot open the log file %s: %s", ctx->api.log_path, strerror(-rc));
+			ctx->api.has_logger = false;
+		}
+		return rc;
+	}
+	int fd = open(ctx->api.metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+	if (fd < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "Cannot open the metrics file %s: %s", ctx->api.metrics_path, strerror(-rc));
+		free(ctx->api.metrics_path);
+		ctx->api.metrics_path = NULL; /* so that a corrected PUT is no "reinitialization" */
+		return rc;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	ctx->metrics_fd = fd;
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
+static int run_api_action(void *opaque, enum api_action action, char *err, size_t errlen)
+{
+	struct run_ctx *ctx = opaque;
+	int rc = 0;
+	bool started;
+	switch (action) {
+	case API_ACT_NONE:
+		return 0;
+	case API_ACT_START:
+		pthread_mutex_lock(&ctx->lock);
+		rc = run_start_vm_locked(ctx, err, errlen);
+		started = ctx->started;
+		pthread_mutex_unlock(&ctx->lock);
+		if (started)
+			run_wake(ctx);
+		if (!rc)
+			log_info("API: the microVM started");
+		return rc;
+	case API_ACT_PAUSE:
+	case API_ACT_RESUME:
+		/* Blocks until every vCPU is parked (or back in the guest):
+		 * fine here, in the API thread. */
+		pthread_mutex_lock(&ctx->lock);
+		rc = !ctx->vm_live ? -ESHUTDOWN : action == API_ACT_PAUSE ? vm_pause(&ctx->vm) : vm_resume(&ctx->vm);
+		pthread_mutex_unlock(&ctx->lock);
+		if (rc == -ESHUTDOWN)
+			snprintf(err, errlen, "The microVM has stopped.");
+		else if (rc)
+			snprintf(err, errlen, "Cannot %s the microVM: %s", action == API_ACT_PAUSE ? "pause" : "resume",
+				 strerror(-rc));
+		return rc;
+	case API_ACT_STOP:
+		pthread_mutex_lock(&ctx->lock);
+		if (ctx->vm_live) {
+			vm_stop(&ctx->vm, VM_EXIT_POWEROFF, 0);
+		} else {
+			ctx->stop_requested = true;
+			run_wake(ctx);
+		}
+		pthread_mutex_unlock(&ctx->lock);
+		log_info("API: stop requested");
+		return 0;
+	case API_ACT_FLUSH_METRICS:
+		pthread_mutex_lock(&ctx->lock);
+		rc = run_flush_metrics_locked(ctx, NULL);
+		pthread_mutex_unlock(&ctx->lock);
+		if (rc)
+			snprintf(err, errlen, "Cannot write the metrics: %s", strerror(-rc));
+		return rc;
+	case API_ACT_LOGGER:
+	case API_ACT_METRICS:
+		return run_open_sinks(ctx, action, err, errlen);
+	}
+	return -EINVAL;
+}
+
+static const struct api_ops run_api_ops = { .state = run_api_state, .action = run_api_action };
+
+/* Waits for InstanceStart: 0 once started, -1 on a Stop before it, else
+ * the exit status (a signal). */
+static int run_wait_start(struct run_ctx *ctx, int sig_fd)
+{
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN }, { .fd = ctx->wake_fd, .events = POLLIN } };
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			return EXIT_VMM_ERROR;
+		}
+		if (fds[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
+				return 128 + (int)si.ssi_signo;
+		}
+		if (fds[1].revents) {
+			uint64_t v;
+			if (read(ctx->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				return EXIT_VMM_ERROR;
+			pthread_mutex_lock(&ctx->lock);
+			bool started = ctx->started, stop = ctx->stop_requested;
+			pthread_mutex_unlock(&ctx->lock);
+			if (started)
+				return 0;
+			if (stop)
+				return -1;
+		}
+	}
+}
+
+/* The VM runs (and restarts on reboot with --on-reboot restart) until it
+ * stops; returns the exit status. */
+static int run_vm_loop(struct run_ctx *ctx, int sig_fd)
+{
+	for (;;) {
+		if (ctx->cfg.console == CONSOLE_SERIAL)
+			term_raw_enter();
+		int signo = run_event_loop(&ctx->vm, sig_fd);
+		vm_wait(&ctx->vm);
+		term_restore();
+		if (ctx->cfg.stats)
+			print_stats(&ctx->vm);
+		bool restart = ctx->vm.exit_reason == VM_EXIT_RESET && ctx->cfg.on_reboot == REBOOT_RESTART && !signo;
+		int status = exit_status(&ctx->vm, signo);
+		pthread_mutex_lock(&ctx->lock);
+		if (!restart && ctx->metrics_fd >= 0 &&
+		    run_flush_metrics_locked(ctx, vm_exit_reason_name(ctx->vm.exit_reason)) < 0)
+			log_warn("cannot write the final metrics");
+		ctx->vm_live = false;
+		pthread_mutex_unlock(&ctx->lock);
+		vm_destroy(&ctx->vm);
+		if (!restart)
+			return status;
+		log_info("guest rebooted: restarting");
+		pthread_mutex_lock(&ctx->lock);
+		int rc = vm_create(&ctx->vm, &ctx->cfg);
+		if (rc == 0) {
+			ctx->vm_live = true;
+			vm_start(&ctx->vm); /* on failure the VM stopped itself */
+		}
+		pthread_mutex_unlock(&ctx->lock);
+		if (rc < 0) {
+			vm_destroy(&ctx->vm);
+			return EXIT_VMM_ERROR;
+		}
+	}
+}
+
+static int run_load_config_file(struct run_ctx *ctx, const char *path)
+{
+	uint8_t *data;
+	size_t len;
+	int rc = read_file(path, &data, &len);
+	if (rc < 0) {
+		fprintf(stderr, "kvmlite: --config-file %s: %s\n", path, strerror(-rc));
+		return EXIT_USAGE;
+	}
+	char err[512];
+	rc = api_config_load(&ctx->api, (const char *)data, len, err, sizeof(err));
+	free(data);
+	if (rc < 0) {
+		fprintf(stderr, "kvmlite: --config-file %s: %s\n", path, err);
+		return EXIT_USAGE;
+	}
+	if ((ctx->api.has_logger && run_open_sinks(ctx, API_ACT_LOGGER, err, sizeof(err)) < 0) ||
+	    (ctx->api.metrics_path && run_open_sinks(ctx, API_ACT_METRICS, err, sizeof(err)) < 0)) {
+		fprintf(stderr, "kvmlite: --config-file %s: %s\n", path, err);
+		return EXIT_VMM_ERROR;
+	}
+	return 0;
+}
+
+static int run_sock_path(struct run_ctx *ctx, const char *arg)
+{
+	if (strcmp(arg, "auto")) {
+		if (strlen(arg) >= sizeof(ctx->sock_path)) {
+			fprintf(stderr, "kvmlite: --api-sock %s: longer than %zu bytes\n", arg, sizeof(ctx->sock_path) - 1);
+			return EXIT_USAGE;
+		}
+		snprintf(ctx->sock_path, sizeof(ctx->sock_path), "%s", arg);
+		return 0;
+	}
+	const char *dir = api_sock_dir();
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "kvmlite: --api-sock auto: cannot create %s: %s\n", dir, strerror(errno));
+		return EXIT_VMM_ERROR;
+	}
+	if ((size_t)snprintf(ctx->sock_path, sizeof(ctx->sock_path), "%s/%d.sock", dir, (int)getpid()) >=
+	    sizeof(ctx->sock_path)) {
+		fprintf(stderr, "kvmlite: --api-sock auto: %s is too long a directory\n", dir);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int run_with_api(const struct vm_config *cli_cfg, int sig_fd)
+{
+	struct run_ctx ctx = { .cfg = *cli_cfg, .wake_fd = -1, .metrics_fd = -1 };
+	struct api_server *srv = NULL;
+	int status = EXIT_VMM_ERROR;
+	char err[512];
+	pthread_mutex_init(&ctx.lock, NULL);
+	/* A log or metrics FIFO whose reader went away must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	if (api_config_init(&ctx.api, &ctx.cfg) < 0)
+		goto out;
+	ctx.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx.wake_fd < 0)
+		goto out;
+	if (cli_cfg->config_file && (status = run_load_config_file(&ctx, cli_cfg->config_file)))
+		goto out;
+	if (cli_cfg->api_sock) {
+		if ((status = run_sock_path(&ctx, cli_cfg->api_sock)))
+			goto out;
+		status = EXIT_VMM_ERROR;
+		if (api_server_start(&srv, ctx.sock_path, &ctx.api, &run_api_ops, &ctx, err, sizeof(err)) < 0) {
+			fprintf(stderr, "kvmlite: --api-sock: %s\n", err);
+			goto out;
+		}
+		log_info("API socket: %s", ctx.sock_path);
+	}
+	status = EXIT_VMM_ERROR;
+	if (cli_cfg->config_file) {
+		const char *why = api_config_unsupported(&ctx.api);
+		if (why) {
+			fprintf(stderr, "kvmlite: --config-file %s: %s\n", cli_cfg->config_file, why);
+			goto out;
+		}
+		pthread_mutex_lock(&ctx.lock);
+		int rc = run_start_vm_locked(&ctx, err, sizeof(err));
+		bool started = ctx.started;
+		pthread_mutex_unlock(&ctx.lock);
+		if (rc < 0 && !started)
+			goto out; /* already logged */
+	} else {
+		int rc = run_wait_start(&ctx, sig_fd);
+		if (rc) {
+			status = rc < 0 ? 0 : rc; /* Stop before InstanceStart: nothing ran, nothing failed */
+			goto out;
+		}
+	}
+	status = run_vm_loop(&ctx, sig_fd);
+out:
+	api_server_stop(srv); /* first: no request may touch ctx from here on */
+	log_close_file();
+	if (ctx.metrics_fd >= 0)
+		close(ctx.metrics_fd);
+	if (ctx.wake_fd >= 0)
+		close(ctx.wake_fd);
+	api_config_free(&ctx.api);
+	pthread_mutex_destroy(&ctx.lock);
+	return status;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
@@ -291,7 +656,8 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "Try 'kvmlite run --help'.\n");
 		return EXIT_USAGE;
 	}
-	if (run_check_host(&cfg) < 0)
+	/* With the API, the host checks wait for the final configuration. */
+	if (!cfg.api_sock && !cfg.config_file && run_check_host(&cfg) < 0)
 		return EXIT_VMM_ERROR;
 
 	/* Termination signals arrive through a signalfd; blocked here, before
@@ -309,6 +675,11 @@ int cmd_run(int argc, char **argv)
 	}
 
 	int status;
+	if (cfg.api_sock || cfg.config_file) {
+		status = run_with_api(&cfg, sig_fd);
+		close(sig_fd);
+		return status;
+	}
 	for (;;) {
 		struct vm vm;
 		if (vm_create(&vm, &cfg) < 0) {

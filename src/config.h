@@ -19,6 +19,8 @@ struct vm_config {
 	enum reboot_action on_reboot;
 	bool stats;               /* print exit and fallback counts at exit */
 	bool testdev;             /* the test device used by guest tests */
+	const char *api_sock;     /* --api-sock: serve the API there ("auto": the default directory) */
+	const char *config_file;  /* --config-file: Firecracker JSON, start at once */
 };
 
 #endif

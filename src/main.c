@@ -4,8 +4,8 @@
 
 #include "cmd.h"
 #include "util.h"
+#include "version.h"
 
-#define KVMLITE_VERSION "0.1.0"
 
 struct command {
 	const char *name;
@@ -15,6 +15,11 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "boot a guest (the embedded test guest, or --kernel)" },
+	{ "pause", cmd_pause, "pause a VM through its API socket" },
+	{ "resume", cmd_resume, "resume a paused VM through its API socket" },
+	{ "stop", cmd_stop, "stop a VM through its API socket; kvmlite exits" },
+	{ "status", cmd_status, "print a VM's state (Not started, Running, Paused)" },
+	{ "list", cmd_list, "list the VMs with an API socket in /run/kvmlite" },
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,6 @@
+#ifndef KVMLITE_VERSION_H
+#define KVMLITE_VERSION_H
+
+#define KVMLITE_VERSION "0.1.0"
+
+#endif
