@@ -156,15 +156,12 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
 		if (!req)
 			return MHD_NO;
 		*con_cls = req;
-		/* Refuse a body announced too big before reading any of it. */
+		/* A body announced too big is never stored: it is read and
+		 * dropped, then refused. Replying before the client has sent it
+		 * would race with the client's writes and reset the connection. */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
+		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY)
 			req->too_big = true;
-			reply_too_big(&reply, cl);
-			enum MHD_Result ret = send_reply(conn, &reply);
-			api_reply_free(&reply);
-			return ret;
-		}
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
