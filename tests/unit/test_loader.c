@@ -506,7 +506,7 @@ static void test_cmdline_limits(void **state)
 	memset(cmd, 'a', X86_CMDLINE_MAX);
 	cmd[X86_CMDLINE_MAX] = 0;
 	f->img.cmdline = cmd;
-	assert_int_equal(load_elf(f, &elf), -E2BIG);
+	assert_int_equal(load_elf(f, &elf), -ENAMETOOLONG);
 	cmd[X86_CMDLINE_MAX - 1] = 0; /* the largest that fits with its NUL */
 	assert_int_equal(load_elf(f, &elf), 0);
 	assert_int_equal(strlen((const char *)gpa(f, X86_CMDLINE)), X86_CMDLINE_MAX - 1);
@@ -770,7 +770,7 @@ static void test_bzimage_errors(void **state)
 	f->img.cmdline = cmd;
 	f->img.kernel = good.buf;
 	f->img.kernel_len = good.len;
-	assert_int_equal(x86_load_kernel(&f->mem, &f->img, &f->out), -E2BIG);
+	assert_int_equal(x86_load_kernel(&f->mem, &f->img, &f->out), -ENAMETOOLONG);
 	cmd[2047] = 0;
 	assert_int_equal(x86_load_kernel(&f->mem, &f->img, &f->out), 0);
 	assert_string_equal((const char *)gpa(f, X86_CMDLINE), cmd);

@@ -32,7 +32,7 @@ static int loader_cmdline(struct loader_ctx *c, uint64_t max_len)
 {
 	size_t len = strlen(c->img->cmdline);
 	if (len > max_len || len > X86_CMDLINE_MAX - 1)
-		return -E2BIG;
+		return -ENAMETOOLONG;
 	return guest_write(c->mem, X86_CMDLINE, c->img->cmdline, len + 1);
 }
 

@@ -37,7 +37,8 @@ struct boot_images {
  * an ELF vmlinux (gzip, xz, zstd, lz4, ...) and booted as such, else the
  * bzImage is loaded as is and entered at its 64-bit entry.
  * Errors: -ENOEXEC unrecognized format, -EINVAL corrupt image, -E2BIG does
- * not fit in guest RAM (kernel, initrd or cmdline), -EFAULT; -ENOMEM if
+ * not fit in guest RAM (kernel or initrd), -ENAMETOOLONG command line
+ * longer than the kernel accepts, -EFAULT; -ENOMEM if
  * the host cannot hold the decompressed vmlinux. img->e820 may be NULL:
  * the map is then built from mem with e820_build(). */
 int x86_load_kernel(const struct guest_memory *mem, const struct boot_images *img, struct boot_entry *out);

@@ -89,6 +89,7 @@ static const char *loader_error(int err)
 	case -ENOEXEC: return "not a bzImage or an ELF64 x86-64 kernel";
 	case -EINVAL:  return "corrupt or unsupported image";
 	case -E2BIG:   return "does not fit in guest memory (try a larger --memory)";
+	case -ENAMETOOLONG: return "kernel command line is longer than this kernel accepts";
 	default:       return strerror(-err);
 	}
 }
@@ -146,10 +147,6 @@ int arch_load_guest(struct vm *vm)
 		img.initrd_len = initrd_len;
 	}
 	err = x86_load_kernel(&vm->mem, &img, &vm->arch.boot);
-	if (err == -E2BIG && strlen(cmdline) >= X86_CMDLINE_MAX - 1) {
-		log_error("kernel command line too long (%zu bytes)", strlen(cmdline));
-		goto out;
-	}
 	if (err) {
 		log_error("--kernel %s: %s", cfg->kernel_path ? cfg->kernel_path : "(embedded guest)", loader_error(err));
 		goto out;
