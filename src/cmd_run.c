@@ -60,16 +60,6 @@ static const char run_usage[] =
 
 enum { OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV, OPT_API_SOCK, OPT_CONFIG_FILE };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
 {
 	static const struct option options[] = {
@@ -105,16 +95,16 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 			errno = 0;
 			n = strtol(optarg, &end, 10);
 			if (errno || *end || end == optarg || n < 1 || n > RUN_MAX_CPUS)
-				return fail(err, errlen, "--cpus %s: expected a number from 1 to %d", optarg, RUN_MAX_CPUS);
+				return fail_einval(err, errlen, "--cpus %s: expected a number from 1 to %d", optarg, RUN_MAX_CPUS);
 			cfg->nr_cpus = (int)n;
 			break;
 		case 'm':
 			if (parse_size(optarg, &cfg->ram_size) < 0)
-				return fail(err, errlen, "--memory %s: expected a size such as 512M or 2G", optarg);
+				return fail_einval(err, errlen, "--memory %s: expected a size such as 512M or 2G", optarg);
 			if (cfg->ram_size < RUN_MIN_RAM)
-				return fail(err, errlen, "--memory %s: a guest needs at least 2M", optarg);
+				return fail_einval(err, errlen, "--memory %s: a guest needs at least 2M", optarg);
 			if (cfg->ram_size % 4096)
-				return fail(err, errlen, "--memory %s: must be a multiple of 4K", optarg);
+				return fail_einval(err, errlen, "--memory %s: must be a multiple of 4K", optarg);
 			break;
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "serial"))
@@ -122,7 +112,7 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 			else if (!strcmp(optarg, "none"))
 				cfg->console = CONSOLE_NONE;
 			else
-				return fail(err, errlen, "--console %s: expected serial or none", optarg);
+				return fail_einval(err, errlen, "--console %s: expected serial or none", optarg);
 			break;
 		case OPT_ON_REBOOT:
 			if (!strcmp(optarg, "exit"))
@@ -130,13 +120,13 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 			else if (!strcmp(optarg, "restart"))
 				cfg->on_reboot = REBOOT_RESTART;
 			else
-				return fail(err, errlen, "--on-reboot %s: expected exit or restart", optarg);
+				return fail_einval(err, errlen, "--on-reboot %s: expected exit or restart", optarg);
 			break;
 		case OPT_STATS: cfg->stats = true; break;
 		case OPT_TESTDEV: cfg->testdev = true; break;
 		case OPT_API_SOCK:
 			if (!*optarg)
-				return fail(err, errlen, "--api-sock: expected a socket path or auto");
+				return fail_einval(err, errlen, "--api-sock: expected a socket path or auto");
 			cfg->api_sock = optarg;
 			break;
 		case OPT_CONFIG_FILE: cfg->config_file = optarg; break;
@@ -145,12 +135,12 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 				log_threshold++;
 			break;
 		case 'h': return 1;
-		case ':': return fail(err, errlen, "option %s needs a value", argv[optind - 1]);
-		default: return fail(err, errlen, "unknown option %s", argv[optind - 1]);
+		case ':': return fail_einval(err, errlen, "option %s needs a value", argv[optind - 1]);
+		default: return fail_einval(err, errlen, "unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return fail_einval(err, errlen, "unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 

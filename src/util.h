@@ -13,6 +13,10 @@
 /* "512M", "2G", "65536", "1T": bytes; -EINVAL for garbage or overflow. */
 int parse_size(const char *s, uint64_t *out);
 
+/* Formats a one-line message into err and returns -EINVAL: for parsers
+ * that report what is wrong to a boundary that prints it. */
+int fail_einval(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t monotonic_ns(void);
 /* When the process started (set first thing in main); 0 if unset. */

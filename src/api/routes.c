@@ -77,16 +77,6 @@ struct field {
 	bool required;
 };
 
-static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static const char *type_name(enum field_type t)
 {
 	switch (t) {
@@ -118,21 +108,21 @@ static int check_fields(json_object *obj, const struct field *fields, size_t n, 
 			size_t errlen)
 {
 	if (!json_object_is_type(obj, json_type_object))
-		return errf(err, errlen, "The request body must be a JSON object.");
+		return fail_einval(err, errlen, "The request body must be a JSON object.");
 	json_object_object_foreach(obj, key, val) {
 		size_t i;
 		for (i = 0; i < n && strcmp(key, fields[i].name); i++)
 			;
 		if (i == n)
-			return errf(err, errlen, "unknown field `%.64s`", key);
+			return fail_einval(err, errlen, "unknown field `%.64s`", key);
 		if (val && !type_matches(val, fields[i].type))
-			return errf(err, errlen, "field `%s` must be %s", key, type_name(fields[i].type));
+			return fail_einval(err, errlen, "field `%s` must be %s", key, type_name(fields[i].type));
 		if (val && fields[i].type == FT_STRING) {
 			size_t len = (size_t)json_object_get_string_len(val);
 			if (strlen(json_object_get_string(val)) != len)
-				return errf(err, errlen, "field `%s` must not contain NUL characters", key);
+				return fail_einval(err, errlen, "field `%s` must not contain NUL characters", key);
 			if (len > API_MAX_STRING)
-				return errf(err, errlen, "field `%s` is longer than %d bytes", key, API_MAX_STRING);
+				return fail_einval(err, errlen, "field `%s` is longer than %d bytes", key, API_MAX_STRING);
 		}
 	}
 	if (partial)
@@ -140,7 +130,7 @@ static int check_fields(json_object *obj, const struct field *fields, size_t n, 
 	for (size_t i = 0; i < n; i++) {
 		json_object *v;
 		if (fields[i].required && (!json_object_object_get_ex(obj, fields[i].name, &v) || !v))
-			return errf(err, errlen, "missing field `%s`", fields[i].name);
+			return fail_einval(err, errlen, "missing field `%s`", fields[i].name);
 	}
 	return 0;
 }
@@ -169,7 +159,7 @@ static int get_int(json_object *obj, const char *key, int64_t min, int64_t max, 
 	 * them as uint64: either way outside [min, max] here. */
 	if (json_object_get_type(v) != json_type_int || x < min || x > max ||
 	    (x == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX))
-		return errf(err, errlen, "field `%s` must be from %lld to %lld", key, (long long)min, (long long)max);
+		return fail_einval(err, errlen, "field `%s` must be from %lld to %lld", key, (long long)min, (long long)max);
 	*out = x;
 	return 1;
 }
@@ -197,7 +187,7 @@ static int get_enum(json_object *obj, const char *key, const char *const *names,
 	size_t off = 0;
 	for (int i = 0; names[i] && off < sizeof(list); i++)
 		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s`%s`", i ? ", " : "", names[i]);
-	return errf(err, errlen, "unknown variant `%.64s` for `%s`, expected one of %s", s, key, list);
+	return fail_einval(err, errlen, "unknown variant `%.64s` for `%s`, expected one of %s", s, key, list);
 }
 
 static int dup_str(char **dst, const char *src)
@@ -331,7 +321,7 @@ static int put_machine_config(struct api_config *cfg, json_object *body, bool pa
 	if (rc)
 		return rc;
 	if (partial && json_object_object_length(body) == 0)
-		return errf(err, errlen, "Empty PATCH request.");
+		return fail_einval(err, errlen, "Empty PATCH request.");
 	int64_t cpus = cfg->vcpu_count, mib = cfg->mem_size_mib;
 	int tmpl = 0, hp = 0;
 	if (get_int(body, "vcpu_count", 1, API_MAX_CPUS, &cpus, err, errlen) < 0 ||
@@ -341,13 +331,13 @@ static int put_machine_config(struct api_config *cfg, json_object *body, bool pa
 		return -EINVAL;
 	/* Accepted for compatibility only where kvmlite does what they ask. */
 	if (get_bool(body, "smt", false))
-		return errf(err, errlen, "smt: simultaneous multithreading is not supported by kvmlite yet.");
+		return fail_einval(err, errlen, "smt: simultaneous multithreading is not supported by kvmlite yet.");
 	if (get_bool(body, "track_dirty_pages", false))
-		return errf(err, errlen, "track_dirty_pages: dirty page tracking is not supported by kvmlite yet.");
+		return fail_einval(err, errlen, "track_dirty_pages: dirty page tracking is not supported by kvmlite yet.");
 	if (tmpl)
-		return errf(err, errlen, "cpu_template: CPU templates are not supported by kvmlite yet.");
+		return fail_einval(err, errlen, "cpu_template: CPU templates are not supported by kvmlite yet.");
 	if (hp)
-		return errf(err, errlen, "huge_pages: huge pages are not supported by kvmlite yet.");
+		return fail_einval(err, errlen, "huge_pages: huge pages are not supported by kvmlite yet.");
 	cfg->vcpu_count = (int)cpus;
 	cfg->mem_size_mib = (uint32_t)mib;
 	return 0;
@@ -365,10 +355,10 @@ static int put_boot_source(struct api_config *cfg, json_object *body, char *err,
 		return rc;
 	const char *kernel = get_str(body, "kernel_image_path");
 	if (!*kernel)
-		return errf(err, errlen, "kernel_image_path must not be empty.");
+		return fail_einval(err, errlen, "kernel_image_path must not be empty.");
 	const char *initrd = get_str(body, "initrd_path");
 	if (initrd && !*initrd)
-		return errf(err, errlen, "initrd_path must not be empty.");
+		return fail_einval(err, errlen, "initrd_path must not be empty.");
 	char *k = strdup(kernel), *i = initrd ? strdup(initrd) : NULL;
 	const char *args = get_str(body, "boot_args");
 	char *a = args ? strdup(args) : NULL;
@@ -406,11 +396,11 @@ static int put_drive(struct api_config *cfg, const char *path_id, json_object *b
 		return rc;
 	const char *id = get_str(body, "drive_id");
 	if (!id_valid(id))
-		return errf(err, errlen, "Invalid drive_id: 1 to %d characters of A-Z, a-z, 0-9 and _.", API_MAX_ID);
+		return fail_einval(err, errlen, "Invalid drive_id: 1 to %d characters of A-Z, a-z, 0-9 and _.", API_MAX_ID);
 	if (path_id && strcmp(id, path_id))
-		return errf(err, errlen, "The id from the path does not match the id from the body!");
+		return fail_einval(err, errlen, "The id from the path does not match the id from the body!");
 	if (!*get_str(body, "path_on_host"))
-		return errf(err, errlen, "path_on_host must not be empty.");
+		return fail_einval(err, errlen, "path_on_host must not be empty.");
 	int cache = 0, engine = 0;
 	if (get_enum(body, "cache_type", caches, false, &cache, err, errlen) < 0 ||
 	    get_enum(body, "io_engine", engines, false, &engine, err, errlen) < 0)
@@ -421,10 +411,10 @@ static int put_drive(struct api_config *cfg, const char *path_id, json_object *b
 		if (!strcmp(cfg->drives[i].id, id))
 			slot = i;
 		else if (root && cfg->drives[i].is_root_device)
-			return errf(err, errlen, "A root block device already exists!");
+			return fail_einval(err, errlen, "A root block device already exists!");
 	}
 	if (slot == API_MAX_DRIVES)
-		return errf(err, errlen, "Too many drives: kvmlite takes at most %d.", API_MAX_DRIVES);
+		return fail_einval(err, errlen, "Too many drives: kvmlite takes at most %d.", API_MAX_DRIVES);
 	struct api_drive d = { .is_root_device = root, .is_read_only = get_bool(body, "is_read_only", false) };
 	snprintf(d.id, sizeof(d.id), "%s", id);
 	if (dup_str(&d.path_on_host, get_str(body, "path_on_host")) ||
@@ -455,25 +445,25 @@ static int put_iface(struct api_config *cfg, const char *path_id, json_object *b
 		return rc;
 	const char *id = get_str(body, "iface_id");
 	if (!id_valid(id))
-		return errf(err, errlen, "Invalid iface_id: 1 to %d characters of A-Z, a-z, 0-9 and _.", API_MAX_ID);
+		return fail_einval(err, errlen, "Invalid iface_id: 1 to %d characters of A-Z, a-z, 0-9 and _.", API_MAX_ID);
 	if (path_id && strcmp(id, path_id))
-		return errf(err, errlen, "The id from the path does not match the id from the body!");
+		return fail_einval(err, errlen, "The id from the path does not match the id from the body!");
 	const char *dev = get_str(body, "host_dev_name");
 	if (!*dev || strlen(dev) > 15)
-		return errf(err, errlen, "host_dev_name must be 1 to 15 characters (a Linux interface name).");
+		return fail_einval(err, errlen, "host_dev_name must be 1 to 15 characters (a Linux interface name).");
 	const char *mac = get_str(body, "guest_mac");
 	if (mac && !mac_valid(mac))
-		return errf(err, errlen, "guest_mac must look like 06:00:AC:10:00:02.");
+		return fail_einval(err, errlen, "guest_mac must look like 06:00:AC:10:00:02.");
 	int slot = cfg->nr_ifaces;
 	for (int i = 0; i < cfg->nr_ifaces; i++) {
 		if (!strcmp(cfg->ifaces[i].id, id))
 			slot = i;
 		else if (!strcmp(cfg->ifaces[i].host_dev_name, dev))
-			return errf(err, errlen, "The host device %s is already used by interface %s.", dev,
+			return fail_einval(err, errlen, "The host device %s is already used by interface %s.", dev,
 				    cfg->ifaces[i].id);
 	}
 	if (slot == API_MAX_IFACES)
-		return errf(err, errlen, "Too many network interfaces: kvmlite takes at most %d.", API_MAX_IFACES);
+		return fail_einval(err, errlen, "Too many network interfaces: kvmlite takes at most %d.", API_MAX_IFACES);
 	struct api_iface f = { 0 };
 	snprintf(f.id, sizeof(f.id), "%s", id);
 	if (dup_str(&f.host_dev_name, dev) || dup_str(&f.guest_mac, mac)) {
@@ -503,7 +493,7 @@ static int put_vsock(struct api_config *cfg, json_object *body, char *err, size_
 	if (get_int(body, "guest_cid", 3, UINT32_MAX, &cid, err, errlen) < 0)
 		return -EINVAL;
 	if (!*get_str(body, "uds_path"))
-		return errf(err, errlen, "uds_path must not be empty.");
+		return fail_einval(err, errlen, "uds_path must not be empty.");
 	if (dup_str(&cfg->vsock_uds_path, get_str(body, "uds_path")))
 		return -ENOMEM;
 	cfg->vsock_cid = (uint32_t)cid;
@@ -527,7 +517,7 @@ static int put_logger(struct api_config *cfg, json_object *body, char *err, size
 	if (get_enum(body, "level", levels, true, &level, err, errlen) < 0)
 		return -EINVAL;
 	if (!*get_str(body, "log_path"))
-		return errf(err, errlen, "log_path must not be empty.");
+		return fail_einval(err, errlen, "log_path must not be empty.");
 	if (dup_str(&cfg->log_path, get_str(body, "log_path")))
 		return -ENOMEM;
 	cfg->log_level = (enum api_log_level)level;
@@ -544,9 +534,9 @@ static int put_metrics(struct api_config *cfg, json_object *body, char *err, siz
 	if (rc)
 		return rc;
 	if (cfg->metrics_path)
-		return errf(err, errlen, "Reinitialization of metrics not allowed.");
+		return fail_einval(err, errlen, "Reinitialization of metrics not allowed.");
 	if (!*get_str(body, "metrics_path"))
-		return errf(err, errlen, "metrics_path must not be empty.");
+		return fail_einval(err, errlen, "metrics_path must not be empty.");
 	return dup_str(&cfg->metrics_path, get_str(body, "metrics_path"));
 }
 
@@ -650,17 +640,17 @@ static size_t find_single_quote(const char *body, size_t len)
 static json_object *parse_body(const char *body, size_t len, char *err, size_t errlen)
 {
 	if (!body || len == 0) {
-		errf(err, errlen, "The request body is empty: a JSON object is expected.");
+		fail_einval(err, errlen, "The request body is empty: a JSON object is expected.");
 		return NULL;
 	}
 	size_t quote = find_single_quote(body, len);
 	if (quote < len) {
-		errf(err, errlen, "Malformed JSON: single quote at byte %zu.", quote);
+		fail_einval(err, errlen, "Malformed JSON: single quote at byte %zu.", quote);
 		return NULL;
 	}
 	json_tokener *tok = json_tokener_new_ex(API_JSON_DEPTH);
 	if (!tok) {
-		errf(err, errlen, "Out of memory.");
+		fail_einval(err, errlen, "Out of memory.");
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -670,18 +660,18 @@ static json_object *parse_body(const char *body, size_t len, char *err, size_t e
 	json_tokener_free(tok);
 	if (jerr == json_tokener_continue) {
 		json_object_put(obj);
-		errf(err, errlen, "Malformed JSON: unexpected end of the body.");
+		fail_einval(err, errlen, "Malformed JSON: unexpected end of the body.");
 		return NULL;
 	}
 	if (jerr != json_tokener_success || !obj) {
 		json_object_put(obj);
-		errf(err, errlen, "Malformed JSON: %s at byte %zu.", json_tokener_error_desc(jerr), end);
+		fail_einval(err, errlen, "Malformed JSON: %s at byte %zu.", json_tokener_error_desc(jerr), end);
 		return NULL;
 	}
 	for (size_t i = end; i < len; i++) {
 		if (!strchr(" \t\r\n", body[i]) || !body[i]) {
 			json_object_put(obj);
-			errf(err, errlen, "Malformed JSON: trailing characters at byte %zu.", i);
+			fail_einval(err, errlen, "Malformed JSON: trailing characters at byte %zu.", i);
 			return NULL;
 		}
 	}
@@ -849,11 +839,11 @@ int api_handle(struct api_config *cfg, enum api_state state, const char *method,
 		case R_BOOT_SOURCE: rc = put_boot_source(cfg, obj, err, sizeof(err)); break;
 		case R_DRIVES:
 			rc = id_valid(id) ? put_drive(cfg, id, obj, err, sizeof(err))
-					  : errf(err, sizeof(err), "Invalid drive id in the path.");
+					  : fail_einval(err, sizeof(err), "Invalid drive id in the path.");
 			break;
 		case R_IFACES:
 			rc = id_valid(id) ? put_iface(cfg, id, obj, err, sizeof(err))
-					  : errf(err, sizeof(err), "Invalid interface id in the path.");
+					  : fail_einval(err, sizeof(err), "Invalid interface id in the path.");
 			break;
 		case R_VSOCK: rc = put_vsock(cfg, obj, err, sizeof(err)); break;
 		case R_LOGGER:
@@ -864,7 +854,7 @@ int api_handle(struct api_config *cfg, enum api_state state, const char *method,
 			rc = put_metrics(cfg, obj, err, sizeof(err));
 			reply->action = API_ACT_METRICS;
 			break;
-		default: rc = errf(err, sizeof(err), "internal error: unrouted request"); break;
+		default: rc = fail_einval(err, sizeof(err), "internal error: unrouted request"); break;
 		}
 		if (rc == -ENOMEM)
 			snprintf(err, sizeof(err), "Out of memory.");
@@ -890,11 +880,11 @@ int api_config_load(struct api_config *cfg, const char *json, size_t len, char *
 		{ "cpu-config", FT_OBJECT, false },
 	};
 	if (len > 16 * API_MAX_BODY)
-		return errf(err, errlen, "the configuration is larger than %d bytes", 16 * API_MAX_BODY);
+		return fail_einval(err, errlen, "the configuration is larger than %d bytes", 16 * API_MAX_BODY);
 	char msg[512];
 	json_object *doc = parse_body(json, len, msg, sizeof(msg));
 	if (!doc)
-		return errf(err, errlen, "%s", msg);
+		return fail_einval(err, errlen, "%s", msg);
 	int rc = check_fields(doc, sections, ARRAY_SIZE(sections), false, msg, sizeof(msg));
 	const char *where = "";
 	json_object *v;
@@ -902,7 +892,7 @@ int api_config_load(struct api_config *cfg, const char *json, size_t len, char *
 	for (size_t i = 0; !rc && i < ARRAY_SIZE(unsupported); i++) {
 		if (get(doc, unsupported[i])) {
 			where = unsupported[i];
-			rc = errf(msg, sizeof(msg), "not supported by kvmlite yet");
+			rc = fail_einval(msg, sizeof(msg), "not supported by kvmlite yet");
 		}
 	}
 	if (!rc && (v = get(doc, "machine-config")))
@@ -927,8 +917,8 @@ int api_config_load(struct api_config *cfg, const char *json, size_t len, char *
 		where = "metrics", rc = put_metrics(cfg, v, msg, sizeof(msg));
 	json_object_put(doc);
 	if (rc == -ENOMEM)
-		return errf(err, errlen, "out of memory");
+		return fail_einval(err, errlen, "out of memory");
 	if (rc)
-		return errf(err, errlen, "%s%s%s", where, *where ? ": " : "", msg);
+		return fail_einval(err, errlen, "%s%s%s", where, *where ? ": " : "", msg);
 	return 0;
 }
