@@ -3,7 +3,7 @@
 ARCH        ?= x86
 BUILD       ?= build
 CC          ?= gcc
-PKGS        := zlib liblzma libzstd liblz4 json-c libmicrohttpd
+PKGS        := zlib liblzma libzstd liblz4 json-c libmicrohttpd liburing
 TEST_PKGS   := cmocka
 
 # Debian packages the build, the tests and the demo need (`make deps`).
@@ -11,7 +11,8 @@ DEB_PKGS := build-essential pkg-config libcmocka-dev zlib1g-dev liblzma-dev \
 	libjson-c-dev libmicrohttpd-dev curl \
 	libzstd-dev liblz4-dev busybox-static cpio xz-utils zstd lz4 gzip \
 	qemu-system-x86 linux-source-6.1 bc flex bison libelf-dev libssl-dev \
-	dwarves kmod python3 curl clang libclang-rt-14-dev
+	dwarves kmod python3 curl clang libclang-rt-14-dev \
+	liburing-dev e2fsprogs iproute2
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Isrc -Isrc/arch/$(ARCH) -MMD -MP \
@@ -20,7 +21,7 @@ CFLAGS      ?= -O2
 LDLIBS_BASE := -pthread $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SAN_FLAGS   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRCS := $(wildcard src/*.c src/api/*.c src/devices/*.c src/arch/$(ARCH)/*.c)
+SRCS := $(wildcard src/*.c src/api/*.c src/virtio/*.c src/devices/*.c src/arch/$(ARCH)/*.c)
 ASMS := $(wildcard src/arch/$(ARCH)/*.S)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
@@ -81,11 +82,11 @@ api-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 	tests/e2e/run --prepare
 	tests/kvmhost/run --timeout 1500 -- tests/api/run $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 
-# A short libFuzzer run per target in `make check`; longer by hand
-# (tests/fuzz/run-api SECONDS).
+# A short libFuzzer run per target (tests/fuzz/run-*) in `make check`;
+# longer by hand (tests/fuzz/run-TARGET SECONDS).
 FUZZ_SECONDS ?= 20
 fuzz:
-	tests/fuzz/run-api $(FUZZ_SECONDS)
+	@status=0; for t in tests/fuzz/run-*; do $$t $(FUZZ_SECONDS) || status=1; done; exit $$status
 
 # Kernels and initramfs are built (and cached) on this machine first: in the
 # KVM test host the root file system is read-only.

@@ -5,8 +5,35 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum console_mode { CONSOLE_SERIAL, CONSOLE_NONE };
+/* serial: ttyS0 on the 16550; virtio: hvc0 on virtio-console (the serial
+ * port stays, silent); none: no console output at all. */
+enum console_mode { CONSOLE_SERIAL, CONSOLE_NONE, CONSOLE_VIRTIO };
 enum reboot_action { REBOOT_EXIT, REBOOT_RESTART };
+
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS  4
+#define VM_MAX_ID    64
+
+/* --disk PATH[,readonly][,id=NAME] */
+struct disk_config {
+	const char *path;
+	bool read_only;
+	const char *id;           /* virtio-blk GET_ID string (<= 20 bytes used); NULL: none */
+};
+
+/* --net tap=NAME[,mac=MAC] */
+struct net_config {
+	const char *tap;
+	uint8_t mac[6];
+	bool has_mac;             /* false: a locally administered MAC derived from the index */
+};
+
+/* --vsock cid=N,uds=PATH */
+struct vsock_config {
+	bool enabled;
+	uint32_t guest_cid;       /* >= 3 */
+	const char *uds_path;     /* host side: PATH for guest-initiated, PATH_<port> listeners */
+};
 
 struct vm_config {
 	const char *kernel_path;  /* NULL: the embedded guest */
@@ -21,6 +48,13 @@ struct vm_config {
 	bool testdev;             /* the test device used by guest tests */
 	const char *api_sock;     /* --api-sock: serve the API there ("auto": the default directory) */
 	const char *config_file;  /* --config-file: Firecracker JSON, start at once */
+
+	struct disk_config disks[VM_MAX_DISKS];
+	int nr_disks;
+	struct net_config nets[VM_MAX_NETS];
+	int nr_nets;
+	struct vsock_config vsock;
+	bool no_rng;              /* --no-rng: leave out virtio-rng (on by default) */
 };
 
 #endif

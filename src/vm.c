@@ -12,6 +12,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "pci.h"
 #include "vcpu.h"
 
 #define KVM_DEVICE_PATH "/dev/kvm"
@@ -124,7 +125,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (vm->stop_fd < 0)
 		return -errno;
 
-	if ((err = arch_vm_init(vm)) || (err = vm_setup_memory(vm)) || (err = vm_init_devices(vm)) ||
+	if ((err = arch_vm_init(vm)) || (err = irq_routing_init(vm)) || (err = vm_setup_memory(vm)) ||
+	    (err = pci_host_init(vm)) || (err = vm_init_devices(vm)) ||
 	    (err = arch_load_guest(vm)))
 		return err;
 
@@ -273,6 +275,7 @@ void vm_destroy(struct vm *vm)
 	}
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);
+	irq_routing_free(&vm->irq);
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_map_size);
 	vm->ram = NULL;

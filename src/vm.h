@@ -19,6 +19,7 @@
 #include "arch.h"
 #include "bus.h"
 #include "config.h"
+#include "irq.h"
 #include "memory.h"
 
 enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
@@ -55,6 +56,8 @@ struct vm {
 
 	struct bus pio;
 	struct bus mmio;
+	struct pci_host *pci;     /* bus 0 (pci.c) */
+	struct irq_routing irq;   /* GSI routes and irqfds (irq.c) */
 
 	int nr_vcpus;
 	struct vcpu *vcpus;

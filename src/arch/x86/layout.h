@@ -20,6 +20,10 @@
 #define X86_KERNEL_DEFAULT    0x1000000ULL /* 16 MiB: bzImage 64-bit load address */
 #define X86_MMIO_HOLE_START   0xC0000000ULL /* RAM below 4 GiB ends here at most */
 #define X86_MMIO_HOLE_END     0x100000000ULL
+#define X86_PCI_MMIO_START    0xC0000000ULL /* 32-bit BAR window */
+#define X86_PCI_MMIO_SIZE     0x20000000ULL /* 512 MiB */
+#define X86_PCI_ECAM          0xE0000000ULL /* ECAM for bus 0 (ACPI MCFG), e820-reserved */
+#define X86_PCI_ECAM_SIZE     0x100000ULL   /* 1 MiB: 32 slots x 8 functions x 4 KiB */
 #define X86_TESTDEV_MMIO      0xFEB00000ULL /* test device, 4 KiB (--testdev only) */
 #define X86_IOAPIC_ADDR       0xFEC00000ULL
 #define X86_LAPIC_ADDR        0xFEE00000ULL
@@ -36,7 +40,12 @@
 #define X86_PORT_ACPI_PM1A_EVT 0x600      /* 4 bytes: status, enable */
 #define X86_PORT_ACPI_PM1A_CNT 0x604      /* 2 bytes */
 #define X86_IRQ_ACPI_SCI      9
+#define X86_PORT_PCI_CONFIG   0xCF8       /* CONFIG_ADDRESS; CONFIG_DATA at 0xCFC */
 #define X86_PORT_RESET        0xCF9       /* FADT reset register, value 0x06 */
+
+/* PCI INTx: slot s pin INTA goes to IOAPIC pin 16 + (s % 8), level, active low (DSDT _PRT) */
+#define X86_PCI_INTX_GSI_BASE 16
+#define X86_PCI_INTX_NR_GSIS  8
 
 /* ACPI S5 (soft off) sleep type, as in the DSDT's _S5 package */
 #define X86_ACPI_SLP_TYP_S5   5
