@@ -42,7 +42,18 @@ static const char run_usage[] =
 	"      --append STR        appended to the kernel command line\n"
 	"  -c, --cpus N            vCPUs (default 1)\n"
 	"  -m, --memory SIZE       guest RAM, e.g. 512M, 2G (default 256M)\n"
-	"      --console serial|none   serial: COM1 is this terminal (default)\n"
+	"      --disk PATH[,readonly][,id=NAME]\n"
+	"                          a virtio-blk disk on a raw image (repeatable;\n"
+	"                          the first is /dev/vda)\n"
+	"      --net tap=NAME[,mac=MAC]\n"
+	"                          a virtio-net interface on an existing tap device\n"
+	"      --vsock cid=N,uds=PATH\n"
+	"                          virtio-vsock, host side on UNIX socket PATH\n"
+	"      --no-rng            leave out virtio-rng (the guest's entropy source)\n"
+	"      --console serial|virtio|none\n"
+	"                          serial: COM1 is this terminal (default);\n"
+	"                          virtio: the guest's hvc0 (virtio-console) is;\n"
+	"                          none: no guest console\n"
 	"      --on-reboot exit|restart  what a guest reboot does (default exit)\n"
 	"      --stats             print exit and fallback counts at exit\n"
 	"      --testdev           add the test device (for guest tests)\n"
@@ -58,9 +69,189 @@ static const char run_usage[] =
 	"3 when the guest panics, 128+N when ended by signal N; with --testdev,\n"
 	"the code the guest wrote.\n";
 
-enum { OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV, OPT_API_SOCK, OPT_CONFIG_FILE };
+enum {
+	OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV, OPT_API_SOCK,
+	OPT_CONFIG_FILE, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_NO_RNG,
+};
+
+void vm_config_free(struct vm_config *cfg)
+{
+	for (int i = 0; i < cfg->nr_owned; i++)
+		free(cfg->owned[i]);
+	cfg->nr_owned = 0;
+}
+
+/* A copy of s[0, len) that cfg owns; NULL when out of memory. */
+static char *config_strndup(struct vm_config *cfg, const char *s, size_t len)
+{
+	if (cfg->nr_owned == (int)ARRAY_SIZE(cfg->owned))
+		return NULL;
+	char *copy = strndup(s, len);
+	if (copy)
+		cfg->owned[cfg->nr_owned++] = copy;
+	return copy;
+}
+
+/* Splits "first,key=value,flag" in place of a copy: calls fn for each
+ * comma-separated item after the first; the first item is returned. */
+typedef int (*option_item_fn)(struct vm_config *cfg, void *obj, const char *item, size_t len, char *err, size_t errlen);
+
+static int parse_items(struct vm_config *cfg, const char *spec, void *obj, option_item_fn fn, char *err, size_t errlen)
+{
+	while (*spec) {
+		const char *comma = strchr(spec, ',');
+		size_t len = comma ? (size_t)(comma - spec) : strlen(spec);
+		int rc = fn(cfg, obj, spec, len, err, errlen);
+		if (rc)
+			return rc;
+		spec += len + (comma ? 1 : 0);
+		if (comma && !*spec)
+			return fail_einval(err, errlen, "trailing comma");
+	}
+	return 0;
+}
+
+static bool item_is(const char *item, size_t len, const char *key)
+{
+	return strlen(key) == len && !strncmp(item, key, len);
+}
+
+/* "key=" prefix: the value's length, or -1. */
+static int item_value(const char *item, size_t len, const char *key, const char **value)
+{
+	size_t klen = strlen(key);
+	if (len <= klen || strncmp(item, key, klen) || item[klen] != '=')
+		return -1;
+	*value = item + klen + 1;
+	return (int)(len - klen - 1);
+}
+
+static int disk_item(struct vm_config *cfg, void *obj, const char *item, size_t len, char *err, size_t errlen)
+{
+	struct disk_config *d = obj;
+	const char *v;
+	int vlen;
+	if (!d->path) {
+		if (!len)
+			return fail_einval(err, errlen, "expected PATH[,readonly][,id=NAME]");
+		if (!(d->path = config_strndup(cfg, item, len)))
+			return -ENOMEM;
+	} else if (item_is(item, len, "readonly") || item_is(item, len, "ro")) {
+		d->read_only = true;
+	} else if ((vlen = item_value(item, len, "id", &v)) >= 0) {
+		if (vlen == 0 || vlen > 20)
+			return fail_einval(err, errlen, "id must be 1 to 20 characters");
+		if (!(d->id = config_strndup(cfg, v, (size_t)vlen)))
+			return -ENOMEM;
+	} else {
+		return fail_einval(err, errlen, "unknown item '%.*s' (expected readonly or id=NAME)", (int)len, item);
+	}
+	return 0;
+}
+
+static int net_item(struct vm_config *cfg, void *obj, const char *item, size_t len, char *err, size_t errlen)
+{
+	struct net_config *n = obj;
+	const char *v;
+	int vlen;
+	if ((vlen = item_value(item, len, "tap", &v)) >= 0) {
+		if (vlen == 0 || vlen > 15)
+			return fail_einval(err, errlen, "tap must be an interface name of 1 to 15 characters");
+		if (!(n->tap = config_strndup(cfg, v, (size_t)vlen)))
+			return -ENOMEM;
+	} else if ((vlen = item_value(item, len, "mac", &v)) >= 0) {
+		char mac[18];
+		snprintf(mac, sizeof(mac), "%.*s", vlen, v);
+		if (vlen != 17 || parse_mac(mac, n->mac) < 0)
+			return fail_einval(err, errlen, "mac must look like 06:00:AC:10:00:02");
+		if (n->mac[0] & 1)
+			return fail_einval(err, errlen, "mac %s is a multicast address", mac);
+		n->has_mac = true;
+	} else {
+		return fail_einval(err, errlen, "unknown item '%.*s' (expected tap=NAME or mac=MAC)", (int)len, item);
+	}
+	return 0;
+}
+
+static int vsock_item(struct vm_config *cfg, void *obj, const char *item, size_t len, char *err, size_t errlen)
+{
+	struct vsock_config *vs = obj;
+	const char *v;
+	int vlen;
+	if ((vlen = item_value(item, len, "cid", &v)) >= 0) {
+		char num[16];
+		char *end;
+		snprintf(num, sizeof(num), "%.*s", vlen, v);
+		errno = 0;
+		unsigned long cid = strtoul(num, &end, 10);
+		if (vlen == 0 || vlen > 10 || *end || errno || cid < 3 || cid > UINT32_MAX - 1)
+			return fail_einval(err, errlen, "cid must be a number from 3 to %u", UINT32_MAX - 1);
+		vs->guest_cid = (uint32_t)cid;
+	} else if ((vlen = item_value(item, len, "uds", &v)) >= 0) {
+		if (vlen == 0 || vlen >= 100)
+			return fail_einval(err, errlen, "uds must be a socket path of 1 to 99 characters");
+		if (!(vs->uds_path = config_strndup(cfg, v, (size_t)vlen)))
+			return -ENOMEM;
+	} else {
+		return fail_einval(err, errlen, "unknown item '%.*s' (expected cid=N or uds=PATH)", (int)len, item);
+	}
+	return 0;
+}
+
+/* --disk, --net, --vsock: errors say which option. */
+static int parse_device_option(struct vm_config *cfg, int opt, const char *arg, char *err, size_t errlen)
+{
+	char why[200] = "";
+	int rc = 0;
+	const char *name = opt == OPT_DISK ? "--disk" : opt == OPT_NET ? "--net" : "--vsock";
+	if (opt == OPT_DISK) {
+		if (cfg->nr_disks == VM_MAX_DISKS)
+			return fail_einval(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
+		struct disk_config *d = &cfg->disks[cfg->nr_disks];
+		rc = parse_items(cfg, arg, d, disk_item, why, sizeof(why));
+		if (!rc && !d->path)
+			rc = fail_einval(why, sizeof(why), "expected PATH[,readonly][,id=NAME]");
+		if (!rc)
+			cfg->nr_disks++;
+	} else if (opt == OPT_NET) {
+		if (cfg->nr_nets == VM_MAX_NETS)
+			return fail_einval(err, errlen, "--net: at most %d interfaces", VM_MAX_NETS);
+		struct net_config *n = &cfg->nets[cfg->nr_nets];
+		rc = parse_items(cfg, arg, n, net_item, why, sizeof(why));
+		if (!rc && !n->tap)
+			rc = fail_einval(why, sizeof(why), "expected tap=NAME[,mac=MAC]");
+		for (int i = 0; !rc && i < cfg->nr_nets; i++) {
+			if (!strcmp(cfg->nets[i].tap, n->tap))
+				rc = fail_einval(why, sizeof(why), "tap %s is given twice", n->tap);
+		}
+		if (!rc)
+			cfg->nr_nets++;
+	} else {
+		if (cfg->vsock.enabled)
+			return fail_einval(err, errlen, "--vsock: only one vsock device");
+		rc = parse_items(cfg, arg, &cfg->vsock, vsock_item, why, sizeof(why));
+		if (!rc && (!cfg->vsock.guest_cid || !cfg->vsock.uds_path))
+			rc = fail_einval(why, sizeof(why), "expected cid=N,uds=PATH");
+		cfg->vsock.enabled = rc == 0;
+	}
+	if (rc == -ENOMEM)
+		return fail_einval(err, errlen, "%s: out of memory", name);
+	if (rc)
+		return fail_einval(err, errlen, "%s %s: %s", name, arg, why);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen);
 
 int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+{
+	int rc = parse_args(argc, argv, cfg, err, errlen);
+	if (rc)
+		vm_config_free(cfg);
+	return rc;
+}
+
+static int parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
 {
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -75,6 +266,10 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 		{ "testdev", no_argument, NULL, OPT_TESTDEV },
 		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 		{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
+		{ "vsock", required_argument, NULL, OPT_VSOCK },
+		{ "no-rng", no_argument, NULL, OPT_NO_RNG },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -109,10 +304,12 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "serial"))
 				cfg->console = CONSOLE_SERIAL;
+			else if (!strcmp(optarg, "virtio"))
+				cfg->console = CONSOLE_VIRTIO;
 			else if (!strcmp(optarg, "none"))
 				cfg->console = CONSOLE_NONE;
 			else
-				return fail_einval(err, errlen, "--console %s: expected serial or none", optarg);
+				return fail_einval(err, errlen, "--console %s: expected serial, virtio or none", optarg);
 			break;
 		case OPT_ON_REBOOT:
 			if (!strcmp(optarg, "exit"))
@@ -130,6 +327,13 @@ int run_parse_args(int argc, char **argv, struct vm_config *cfg, char *err, size
 			cfg->api_sock = optarg;
 			break;
 		case OPT_CONFIG_FILE: cfg->config_file = optarg; break;
+		case OPT_DISK:
+		case OPT_NET:
+		case OPT_VSOCK:
+			if (parse_device_option(cfg, c, optarg, err, errlen) < 0)
+				return -EINVAL;
+			break;
+		case OPT_NO_RNG: cfg->no_rng = true; break;
 		case 'v':
 			if (log_threshold < LOG_DEBUG)
 				log_threshold++;
@@ -151,6 +355,14 @@ static int run_check_host(const struct vm_config *cfg)
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		if (files[i][1] && access(files[i][1], R_OK) < 0) {
 			log_error("%s %s: %s", files[i][0], files[i][1], strerror(errno));
+			return -errno;
+		}
+	}
+	for (int i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_config *d = &cfg->disks[i];
+		if (access(d->path, R_OK | (d->read_only ? 0 : W_OK)) < 0) {
+			log_error("--disk %s: %s%s", d->path, strerror(errno),
+				  errno == EACCES || errno == EROFS ? " (add ,readonly for a read-only disk)" : "");
 			return -errno;
 		}
 	}
@@ -647,8 +859,10 @@ int cmd_run(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* With the API, the host checks wait for the final configuration. */
-	if (!cfg.api_sock && !cfg.config_file && run_check_host(&cfg) < 0)
+	if (!cfg.api_sock && !cfg.config_file && run_check_host(&cfg) < 0) {
+		vm_config_free(&cfg);
 		return EXIT_VMM_ERROR;
+	}
 
 	/* Termination signals arrive through a signalfd; blocked here, before
 	 * any thread exists, so every thread inherits the mask. */
@@ -661,6 +875,7 @@ int cmd_run(int argc, char **argv)
 	int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sig_fd < 0) {
 		log_error("signalfd: %s", strerror(errno));
+		vm_config_free(&cfg);
 		return EXIT_VMM_ERROR;
 	}
 
@@ -668,6 +883,7 @@ int cmd_run(int argc, char **argv)
 	if (cfg.api_sock || cfg.config_file) {
 		status = run_with_api(&cfg, sig_fd);
 		close(sig_fd);
+		vm_config_free(&cfg);
 		return status;
 	}
 	for (;;) {
@@ -694,5 +910,6 @@ int cmd_run(int argc, char **argv)
 		log_info("guest rebooted: restarting");
 	}
 	close(sig_fd);
+	vm_config_free(&cfg);
 	return status;
 }

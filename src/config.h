@@ -55,6 +55,13 @@ struct vm_config {
 	int nr_nets;
 	struct vsock_config vsock;
 	bool no_rng;              /* --no-rng: leave out virtio-rng (on by default) */
+
+	/* Strings the parser split out of option values; vm_config_free(). */
+	char *owned[VM_MAX_DISKS * 2 + VM_MAX_NETS + 1];
+	int nr_owned;
 };
+
+/* Frees the strings the command-line parser allocated. */
+void vm_config_free(struct vm_config *cfg);
 
 #endif

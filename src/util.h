@@ -17,6 +17,9 @@ int parse_size(const char *s, uint64_t *out);
  * that report what is wrong to a boundary that prints it. */
 int fail_einval(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* "06:00:AC:10:00:02" -> 6 bytes; -EINVAL unless exactly that form. */
+int parse_mac(const char *s, uint8_t mac[6]);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t monotonic_ns(void);
 /* When the process started (set first thing in main); 0 if unset. */

@@ -214,13 +214,8 @@ static bool id_valid(const char *id)
 
 static bool mac_valid(const char *mac)
 {
-	if (strlen(mac) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2 ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
-			return false;
-	}
-	return true;
+	uint8_t bytes[6];
+	return parse_mac(mac, bytes) == 0;
 }
 
 /* ---- the configuration ------------------------------------------------ */
@@ -234,11 +229,40 @@ int api_config_init(struct api_config *cfg, const struct vm_config *vm_cfg)
 	};
 	snprintf(cfg->id, sizeof(cfg->id), "anonymous-instance");
 	if (dup_str(&cfg->kernel_path, vm_cfg->kernel_path) || dup_str(&cfg->initrd_path, vm_cfg->initrd_path) ||
-	    dup_str(&cfg->boot_args, vm_cfg->cmdline)) {
-		api_config_free(cfg);
-		return -ENOMEM;
+	    dup_str(&cfg->boot_args, vm_cfg->cmdline))
+		goto nomem;
+	/* Devices from the command line show up as if PUT with these ids. */
+	for (int i = 0; i < vm_cfg->nr_disks && i < API_MAX_DRIVES; i++) {
+		struct api_drive *d = &cfg->drives[cfg->nr_drives++];
+		snprintf(d->id, sizeof(d->id), "%s", vm_cfg->disks[i].id ? vm_cfg->disks[i].id : "");
+		if (!vm_cfg->disks[i].id)
+			snprintf(d->id, sizeof(d->id), "drive%d", i);
+		d->is_read_only = vm_cfg->disks[i].read_only;
+		if (dup_str(&d->path_on_host, vm_cfg->disks[i].path))
+			goto nomem;
+	}
+	for (int i = 0; i < vm_cfg->nr_nets && i < API_MAX_IFACES; i++) {
+		const struct net_config *n = &vm_cfg->nets[i];
+		struct api_iface *f = &cfg->ifaces[cfg->nr_ifaces++];
+		snprintf(f->id, sizeof(f->id), "net%d", i);
+		if (dup_str(&f->host_dev_name, n->tap))
+			goto nomem;
+		if (n->has_mac && asprintf(&f->guest_mac, "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+					   n->mac[2], n->mac[3], n->mac[4], n->mac[5]) < 0) {
+			f->guest_mac = NULL;
+			goto nomem;
+		}
+	}
+	if (vm_cfg->vsock.enabled) {
+		cfg->has_vsock = true;
+		cfg->vsock_cid = vm_cfg->vsock.guest_cid;
+		if (dup_str(&cfg->vsock_uds_path, vm_cfg->vsock.uds_path))
+			goto nomem;
 	}
 	return 0;
+nomem:
+	api_config_free(cfg);
+	return -ENOMEM;
 }
 
 static void drive_free(struct api_drive *d)
@@ -279,16 +303,39 @@ void api_config_apply(const struct api_config *cfg, struct vm_config *vm_cfg)
 	vm_cfg->cmdline = cfg->boot_args;
 	vm_cfg->nr_cpus = cfg->vcpu_count;
 	vm_cfg->ram_size = (uint64_t)cfg->mem_size_mib << 20;
+
+	/* As Firecracker: the root drive is the first disk (/dev/vda) and the
+	 * kernel is told to mount it. */
+	vm_cfg->nr_disks = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < cfg->nr_drives && vm_cfg->nr_disks < VM_MAX_DISKS; i++) {
+			const struct api_drive *d = &cfg->drives[i];
+			if (d->is_root_device != (pass == 0))
+				continue;
+			vm_cfg->disks[vm_cfg->nr_disks++] = (struct disk_config){
+				.path = d->path_on_host, .read_only = d->is_read_only, .id = d->id,
+			};
+			if (d->is_root_device)
+				vm_cfg->append = d->is_read_only ? "root=/dev/vda ro" : "root=/dev/vda rw";
+		}
+	}
+	vm_cfg->nr_nets = 0;
+	for (int i = 0; i < cfg->nr_ifaces && i < VM_MAX_NETS; i++) {
+		struct net_config *n = &vm_cfg->nets[vm_cfg->nr_nets++];
+		*n = (struct net_config){ .tap = cfg->ifaces[i].host_dev_name };
+		n->has_mac = cfg->ifaces[i].guest_mac && parse_mac(cfg->ifaces[i].guest_mac, n->mac) == 0;
+	}
+	vm_cfg->vsock = (struct vsock_config){
+		.enabled = cfg->has_vsock, .guest_cid = cfg->vsock_cid, .uds_path = cfg->vsock_uds_path,
+	};
 }
 
 const char *api_config_unsupported(const struct api_config *cfg)
 {
-	if (cfg->nr_drives)
-		return "Block devices (drives) are not supported by kvmlite yet: remove the drives to start.";
-	if (cfg->nr_ifaces)
-		return "Network interfaces are not supported by kvmlite yet: remove them to start.";
-	if (cfg->has_vsock)
-		return "vsock is not supported by kvmlite yet: remove it to start.";
+	for (int i = 0; i < cfg->nr_drives; i++) {
+		if (cfg->drives[i].partuuid)
+			return "partuuid root devices are not supported by kvmlite: use is_root_device without partuuid.";
+	}
 	return NULL;
 }
 

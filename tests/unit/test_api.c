@@ -315,7 +315,7 @@ static void test_patch_vm(void **state)
 	}
 }
 
-static void test_devices_stored_but_refused_at_start(void **state)
+static void test_devices_stored_and_applied(void **state)
 {
 	struct fixture *f = *state;
 	assert_null(api_config_unsupported(&f->cfg));
@@ -341,8 +341,24 @@ static void test_devices_stored_but_refused_at_start(void **state)
 	req(f, API_NOT_STARTED, "PUT", "/drives/bad-id!",
 	    "{\"drive_id\": \"bad-id!\", \"path_on_host\": \"/d\", \"is_root_device\": false}");
 	assert_fault(f, 400, "Invalid drive id");
-	req(f, API_NOT_STARTED, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
-	assert_fault(f, 400, "drives");
+	assert_int_equal(req(f, API_NOT_STARTED, "PUT", "/drives/data",
+			     "{\"drive_id\": \"data\", \"path_on_host\": \"/d\", \"is_root_device\": false}"),
+			 204);
+	/* The root drive becomes /dev/vda whatever the order of the PUTs. */
+	struct vm_config vm_cfg = { 0 };
+	api_config_apply(&f->cfg, &vm_cfg);
+	assert_int_equal(vm_cfg.nr_disks, 2);
+	assert_string_equal(vm_cfg.disks[0].path, "/img2");
+	assert_string_equal(vm_cfg.disks[0].id, "rootfs");
+	assert_false(vm_cfg.disks[0].read_only);
+	assert_string_equal(vm_cfg.disks[1].path, "/d");
+	assert_string_equal(vm_cfg.append, "root=/dev/vda rw");
+	assert_null(api_config_unsupported(&f->cfg));
+	assert_int_equal(req(f, API_NOT_STARTED, "PUT", "/drives/pu",
+			     "{\"drive_id\": \"pu\", \"path_on_host\": \"/p\", \"is_root_device\": false, "
+			     "\"partuuid\": \"0eaa91a0-01\"}"),
+			 204);
+	assert_non_null(api_config_unsupported(&f->cfg));
 
 	assert_int_equal(req(f, API_NOT_STARTED, "PUT", "/network-interfaces/eth0",
 			     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}"),
@@ -363,6 +379,39 @@ static void test_devices_stored_but_refused_at_start(void **state)
 	req(f, API_NOT_STARTED, "PUT", "/vsock", "{\"guest_cid\": 4294967296, \"uds_path\": \"/v.sock\"}");
 	assert_fault(f, 400, "guest_cid");
 	assert_int_equal(f->cfg.vsock_cid, 3);
+
+	api_config_apply(&f->cfg, &vm_cfg);
+	assert_int_equal(vm_cfg.nr_nets, 1);
+	assert_string_equal(vm_cfg.nets[0].tap, "tap0");
+	assert_true(vm_cfg.nets[0].has_mac);
+	assert_int_equal(vm_cfg.nets[0].mac[2], 0xAC);
+	assert_true(vm_cfg.vsock.enabled);
+	assert_int_equal(vm_cfg.vsock.guest_cid, 3);
+	assert_string_equal(vm_cfg.vsock.uds_path, "/v.sock");
+}
+
+/* Devices given on the command line show in the API's configuration and
+ * come back unchanged when it is applied. */
+static void test_cli_devices_round_trip(void **state)
+{
+	(void)state;
+	struct vm_config cli = { .nr_cpus = 1, .ram_size = 64 << 20, .nr_disks = 1, .nr_nets = 1 };
+	cli.disks[0] = (struct disk_config){ .path = "/a.img", .read_only = true };
+	cli.nets[0] = (struct net_config){ .tap = "tap9", .has_mac = true, .mac = { 6, 1, 2, 3, 4, 5 } };
+	cli.vsock = (struct vsock_config){ .enabled = true, .guest_cid = 7, .uds_path = "/v" };
+	struct api_config cfg;
+	assert_int_equal(api_config_init(&cfg, &cli), 0);
+	assert_int_equal(cfg.nr_drives, 1);
+	assert_string_equal(cfg.drives[0].id, "drive0");
+	assert_string_equal(cfg.ifaces[0].guest_mac, "06:01:02:03:04:05");
+	struct vm_config out = { 0 };
+	api_config_apply(&cfg, &out);
+	assert_string_equal(out.disks[0].path, "/a.img");
+	assert_true(out.disks[0].read_only);
+	assert_null(out.append);
+	assert_memory_equal(out.nets[0].mac, cli.nets[0].mac, 6);
+	assert_int_equal(out.vsock.guest_cid, 7);
+	api_config_free(&cfg);
 }
 
 static void test_drive_limit(void **state)
@@ -474,8 +523,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pre_boot_only_after_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_actions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_patch_vm, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_devices_stored_but_refused_at_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_devices_stored_and_applied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drive_limit, setup, teardown),
+		cmocka_unit_test(test_cli_devices_round_trip),
 		cmocka_unit_test_setup_teardown(test_logger_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_config_round_trip, setup, teardown),
 		cmocka_unit_test(test_config_file_errors),

@@ -58,6 +58,52 @@ static void test_full_command_line(void **state)
 	assert_int_equal(parse(&cfg, err, "--help", NULL), 1);
 }
 
+static void test_devices(void **state)
+{
+	(void)state;
+	struct vm_config cfg;
+	char err[256];
+	assert_int_equal(parse(&cfg, err, "--disk", "root.img", "--disk", "data.img,readonly,id=data1", "--net",
+			       "tap=tap0", "--net", "mac=06:00:AC:10:00:02,tap=tap1", "--vsock", "cid=42,uds=/tmp/v.sock",
+			       "--console", "virtio", "--no-rng", NULL), 0);
+	assert_int_equal(cfg.nr_disks, 2);
+	assert_string_equal(cfg.disks[0].path, "root.img");
+	assert_false(cfg.disks[0].read_only);
+	assert_null(cfg.disks[0].id);
+	assert_string_equal(cfg.disks[1].path, "data.img");
+	assert_true(cfg.disks[1].read_only);
+	assert_string_equal(cfg.disks[1].id, "data1");
+	assert_int_equal(cfg.nr_nets, 2);
+	assert_string_equal(cfg.nets[0].tap, "tap0");
+	assert_false(cfg.nets[0].has_mac);
+	assert_string_equal(cfg.nets[1].tap, "tap1");
+	assert_true(cfg.nets[1].has_mac);
+	static const uint8_t mac[6] = { 0x06, 0x00, 0xAC, 0x10, 0x00, 0x02 };
+	assert_memory_equal(cfg.nets[1].mac, mac, 6);
+	assert_true(cfg.vsock.enabled);
+	assert_int_equal(cfg.vsock.guest_cid, 42);
+	assert_string_equal(cfg.vsock.uds_path, "/tmp/v.sock");
+	assert_int_equal(cfg.console, CONSOLE_VIRTIO);
+	assert_true(cfg.no_rng);
+	vm_config_free(&cfg);
+
+	/* Limits and duplicates */
+	assert_int_equal(parse(&cfg, err, "--net", "tap=t0", "--net", "tap=t0", NULL), -EINVAL);
+	assert_non_null(strstr(err, "given twice"));
+	assert_int_equal(parse(&cfg, err, "--vsock", "cid=3,uds=/a", "--vsock", "cid=4,uds=/b", NULL), -EINVAL);
+	assert_non_null(strstr(err, "only one"));
+	char *argv[2 * VM_MAX_DISKS + 4];
+	int argc = 0;
+	argv[argc++] = "run";
+	for (int i = 0; i <= VM_MAX_DISKS; i++) {
+		argv[argc++] = "--disk";
+		argv[argc++] = "d.img";
+	}
+	argv[argc] = NULL;
+	assert_int_equal(run_parse_args(argc, argv, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "at most"));
+}
+
 static void test_bad_input_names_the_problem(void **state)
 {
 	(void)state;
@@ -73,7 +119,21 @@ static void test_bad_input_names_the_problem(void **state)
 		{ "--cpus", "0", "from 1 to" },
 		{ "--cpus", "256", "from 1 to" },
 		{ "--cpus", "two", "from 1 to" },
-		{ "--console", "vga", "serial or none" },
+		{ "--console", "vga", "serial, virtio or none" },
+		{ "--disk", "", "expected PATH" },
+		{ "--disk", "a.img,rw", "unknown item 'rw'" },
+		{ "--disk", "a.img,id=", "1 to 20 characters" },
+		{ "--disk", "a.img,id=abcdefghijklmnopqrstu", "1 to 20 characters" },
+		{ "--disk", "a.img,", "trailing comma" },
+		{ "--net", "mac=06:00:00:00:00:01", "expected tap=NAME" },
+		{ "--net", "tap=", "1 to 15 characters" },
+		{ "--net", "tap=t0,mac=06:00:00:00:00", "must look like" },
+		{ "--net", "tap=t0,mac=07:00:00:00:00:01", "multicast" },
+		{ "--net", "tap=t0,speed=10", "unknown item 'speed=10'" },
+		{ "--vsock", "cid=3", "expected cid=N,uds=PATH" },
+		{ "--vsock", "cid=2,uds=/v", "from 3 to" },
+		{ "--vsock", "cid=x,uds=/v", "from 3 to" },
+		{ "--vsock", "cid=4294967295,uds=/v", "from 3 to" },
 		{ "--on-reboot", "halt", "exit or restart" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -113,6 +173,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full_command_line),
+		cmocka_unit_test(test_devices),
 		cmocka_unit_test(test_bad_input_names_the_problem),
 		cmocka_unit_test(test_parse_size),
 	};
