@@ -3,7 +3,8 @@
 ARCH        ?= x86
 BUILD       ?= build
 CC          ?= gcc
-PKGS        := zlib liblzma libzstd liblz4 json-c libmicrohttpd liburing
+PKGS        := zlib liblzma libzstd liblz4 json-c liburing
+DLOPEN_PKGS := libmicrohttpd  # headers only: src/api/server.c loads it when the API is used
 TEST_PKGS   := cmocka
 
 # Debian packages the build, the tests and the demo need (`make deps`).
@@ -16,7 +17,7 @@ DEB_PKGS := build-essential pkg-config libcmocka-dev zlib1g-dev liblzma-dev \
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Isrc -Isrc/arch/$(ARCH) -MMD -MP \
-	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	$(shell pkg-config --cflags $(PKGS) $(DLOPEN_PKGS) 2>/dev/null)
 CFLAGS      ?= -O2
 LDLIBS_BASE := -pthread $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SAN_FLAGS   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
