@@ -198,6 +198,9 @@ int vm_pause(struct vm *vm)
 		pthread_cond_wait(&vm->state_changed, &vm->lock);
 	int err = vm->state == VM_PAUSED ? 0 : -ESHUTDOWN;
 	pthread_mutex_unlock(&vm->lock);
+	/* Outside vm->lock: a device thread may be calling into the VM. */
+	for (struct vm_pause_hook *h = vm->pause_hooks; !err && h; h = h->next)
+		h->pause(h->opaque);
 	return err;
 }
 
@@ -207,6 +210,14 @@ int vm_resume(struct vm *vm)
 	if (vm->state != VM_PAUSED) {
 		pthread_mutex_unlock(&vm->lock);
 		return -EINVAL;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (struct vm_pause_hook *h = vm->pause_hooks; h; h = h->next)
+		h->resume(h->opaque);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_PAUSED) { /* stopped meanwhile */
+		pthread_mutex_unlock(&vm->lock);
+		return -ESHUTDOWN;
 	}
 	__atomic_store_n(&vm->state, VM_RUNNING, __ATOMIC_SEQ_CST);
 	pthread_cond_broadcast(&vm->state_changed);
@@ -267,6 +278,11 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->nr_vcpus = 0;
+	while (vm->pause_hooks) {
+		struct vm_pause_hook *h = vm->pause_hooks;
+		vm->pause_hooks = h->next;
+		free(h);
+	}
 	while (vm->cleanups) {
 		struct vm_cleanup *c = vm->cleanups;
 		vm->cleanups = c->next;
@@ -295,6 +311,16 @@ int vm_irq_line(struct vm *vm, uint32_t gsi, int level)
 	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
 		return -errno;
+	return 0;
+}
+
+int vm_on_pause(struct vm *vm, vm_cleanup_fn pause, vm_cleanup_fn resume, void *opaque)
+{
+	struct vm_pause_hook *h = malloc(sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	*h = (struct vm_pause_hook){ pause, resume, opaque, vm->pause_hooks };
+	vm->pause_hooks = h;
 	return 0;
 }
 

@@ -8,7 +8,7 @@
  * loop, the API); the first call decides the exit reason. vm_pause()
  * returns once every vCPU is out of KVM_RUN; KVM keeps each vCPU's MP
  * state (a halted vCPU stays halted), so vm_resume() continues each one
- * as it was. */
+ * as it was; device threads are quiesced through their pause hooks. */
 #ifndef KVMLITE_VM_H
 #define KVMLITE_VM_H
 
@@ -44,6 +44,13 @@ struct vm_cleanup {
 	struct vm_cleanup *next;
 };
 
+/* Device threads that must be quiet while the VM is paused. */
+struct vm_pause_hook {
+	vm_cleanup_fn pause, resume;
+	void *opaque;
+	struct vm_pause_hook *next;
+};
+
 struct vm {
 	const struct vm_config *cfg;
 	int kvm_fd;
@@ -68,6 +75,7 @@ struct vm {
 	int console_out_fd;  /* where the guest console writes; -1 for none */
 
 	struct vm_cleanup *cleanups;
+	struct vm_pause_hook *pause_hooks;
 
 	pthread_mutex_t lock;  /* guards state, exit fields and nr_parked */
 	pthread_cond_t state_changed;
@@ -105,6 +113,10 @@ int vm_irq_line(struct vm *vm, uint32_t gsi, int level);
 
 /* Called in reverse order of registration by vm_destroy(). */
 int vm_on_destroy(struct vm *vm, vm_cleanup_fn fn, void *opaque);
+/* vm_pause() calls pause once every vCPU is parked; it returns when the
+ * device has stopped touching guest state. vm_resume() calls resume before
+ * the vCPUs go on. Register while the VM is built. */
+int vm_on_pause(struct vm *vm, vm_cleanup_fn pause, vm_cleanup_fn resume, void *opaque);
 
 const char *vm_exit_reason_name(enum vm_exit_reason reason);
 
