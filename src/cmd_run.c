@@ -465,14 +465,7 @@ static void print_stats(struct vm *vm)
 {
 	fprintf(stderr, "startup: first KVM_RUN %.1f ms, first guest exit %.1f ms after process start\n",
 		ms_since_start(vm->first_run_ns), ms_since_start(vm->first_exit_ns));
-	fprintf(stderr, "exits:");
-	for (int s = 0; s < VCPU_STAT_MAX; s++) {
-		uint64_t total = 0;
-		for (int i = 0; i < vm->nr_vcpus; i++)
-			total += vm->vcpus[i].stats[s];
-		fprintf(stderr, " %s=%llu", vcpu_stat_name((enum vcpu_stat)s), (unsigned long long)total);
-	}
-	fprintf(stderr, "\n");
+	stats_print(vm->stats, stderr);
 	arch_print_stats(vm, stderr);
 }
 

@@ -229,18 +229,14 @@ void vcpu_destroy(struct vcpu *vcpu)
 	vcpu->fd = -1;
 }
 
-const char *vcpu_stat_name(enum vcpu_stat stat)
-{
-	static const char *const names[VCPU_STAT_MAX] = {
-		[VCPU_STAT_IO] = "io",
-		[VCPU_STAT_MMIO] = "mmio",
-		[VCPU_STAT_HLT] = "hlt",
-		[VCPU_STAT_INTR] = "intr",
-		[VCPU_STAT_INTERNAL_ERROR] = "internal_error",
-		[VCPU_STAT_SYSTEM_EVENT] = "system_event",
-		[VCPU_STAT_SHUTDOWN] = "shutdown",
-		[VCPU_STAT_UNHANDLED_IO] = "unhandled_io",
-		[VCPU_STAT_OTHER] = "other",
-	};
-	return stat < VCPU_STAT_MAX ? names[stat] : "?";
-}
+const char *const vcpu_stat_names[VCPU_STAT_MAX] = {
+	[VCPU_STAT_IO] = "io",
+	[VCPU_STAT_MMIO] = "mmio",
+	[VCPU_STAT_HLT] = "hlt",
+	[VCPU_STAT_INTR] = "intr",
+	[VCPU_STAT_INTERNAL_ERROR] = "internal_error",
+	[VCPU_STAT_SYSTEM_EVENT] = "system_event",
+	[VCPU_STAT_SHUTDOWN] = "shutdown",
+	[VCPU_STAT_UNHANDLED_IO] = "unhandled_io",
+	[VCPU_STAT_OTHER] = "other",
+};

@@ -42,6 +42,6 @@ int vcpu_start(struct vcpu *vcpu);
 void vcpu_kick(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);
 
-const char *vcpu_stat_name(enum vcpu_stat stat);
+extern const char *const vcpu_stat_names[VCPU_STAT_MAX];
 
 #endif

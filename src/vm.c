@@ -100,6 +100,16 @@ static int vm_init_devices(struct vm *vm)
 	return 0;
 }
 
+/* The "exits" group: each exit reason summed over the vCPUs. */
+static uint64_t vm_read_exits(const void *opaque, int index)
+{
+	const struct vm *vm = opaque;
+	uint64_t total = 0;
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		total += __atomic_load_n(&vm->vcpus[i].stats[index], __ATOMIC_RELAXED);
+	return total;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	*vm = (struct vm){
@@ -112,8 +122,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->state_changed, NULL);
 
-	int err = vm_open_kvm(vm);
+	int err = stats_add(&vm->stats, "exits", VCPU_STAT_MAX, vcpu_stat_names, vm_read_exits, vm);
 	if (err)
+		return err;
+	if ((err = vm_open_kvm(vm)))
 		return err;
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
@@ -292,6 +304,7 @@ void vm_destroy(struct vm *vm)
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);
 	irq_routing_free(&vm->irq);
+	stats_free(&vm->stats);
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_map_size);
 	vm->ram = NULL;

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "irq.h"
 #include "memory.h"
+#include "stats.h"
 
 enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
@@ -76,6 +77,7 @@ struct vm {
 
 	struct vm_cleanup *cleanups;
 	struct vm_pause_hook *pause_hooks;
+	struct stats_group *stats;   /* counters for --stats and metrics */
 
 	pthread_mutex_t lock;  /* guards state, exit fields and nr_parked */
 	pthread_cond_t state_changed;

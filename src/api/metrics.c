@@ -31,7 +31,7 @@ static uint64_t sum(const struct vm *vm, size_t offset)
 
 int api_metrics_write(int fd, const struct vm *vm, const char *state, const char *exit_reason)
 {
-	char buf[4096];
+	char buf[16384];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"utc_timestamp_ms\":%llu,\"vm_state\":\"%s\"",
@@ -40,13 +40,12 @@ int api_metrics_write(int fd, const struct vm *vm, const char *state, const char
 	if (exit_reason)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"exit_reason\":\"%s\"", exit_reason);
 	if (vm) {
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"vcpu_count\":%d,\"exits\":{", vm->nr_vcpus);
-		for (int s = 0; s < VCPU_STAT_MAX && n < sizeof(buf); s++)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"%s\":%llu", s ? "," : "",
-					      vcpu_stat_name((enum vcpu_stat)s),
-					      (unsigned long long)sum(vm, offsetof(struct vcpu, stats) +
-									  (size_t)s * sizeof(uint64_t)));
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "},\"fallback\":{");
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"vcpu_count\":%d,", vm->nr_vcpus);
+		int len = n < sizeof(buf) ? stats_json(vm->stats, buf + n, sizeof(buf) - n) : -ENOSPC;
+		if (len < 0)
+			return len;
+		n += (size_t)len;
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"fallback\":{");
 		for (int k = 0; k < EMU_INSN_MAX && n < sizeof(buf); k++)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"%s\":%llu", k ? "," : "",
 					      emu_insn_name((enum emu_insn)k),
