@@ -466,7 +466,6 @@ static void print_stats(struct vm *vm)
 	fprintf(stderr, "startup: first KVM_RUN %.1f ms, first guest exit %.1f ms after process start\n",
 		ms_since_start(vm->first_run_ns), ms_since_start(vm->first_exit_ns));
 	stats_print(vm->stats, stderr);
-	arch_print_stats(vm, stderr);
 }
 
 static int exit_status(const struct vm *vm, int signo)

@@ -151,7 +151,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 			return err;
 		vm->nr_vcpus++;
 	}
-	return 0;
+	return arch_stats_init(vm);
 }
 
 int vm_start(struct vm *vm)

@@ -37,7 +37,8 @@ int arch_vcpu_init(struct vcpu *vcpu);
 /* An exit generic code does not handle: 0 to re-enter, negative errno to
  * stop the VM. */
 int arch_vcpu_exit(struct vcpu *vcpu);
-/* Prints per-arch counters (fallback instructions) summed over vCPUs. */
-void arch_print_stats(struct vm *vm, FILE *out);
+/* Adds the arch's counter groups to vm->stats (x86: "fallback", the
+ * instructions emulated, summed over vCPUs). */
+int arch_stats_init(struct vm *vm);
 
 #endif

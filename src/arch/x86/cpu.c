@@ -158,14 +158,19 @@ int arch_vcpu_exit(struct vcpu *vcpu)
 	return -ENOSYS;
 }
 
-void arch_print_stats(struct vm *vm, FILE *out)
+static uint64_t read_fallback(const void *opaque, int index)
 {
-	fprintf(out, "fallback:");
-	for (int k = 0; k < EMU_INSN_MAX; k++) {
-		uint64_t total = 0;
-		for (int i = 0; i < vm->nr_vcpus; i++)
-			total += vm->vcpus[i].arch.fallback[k];
-		fprintf(out, " %s=%llu", emu_insn_name((enum emu_insn)k), (unsigned long long)total);
-	}
-	fprintf(out, "\n");
+	const struct vm *vm = opaque;
+	uint64_t total = 0;
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		total += __atomic_load_n(&vm->vcpus[i].arch.fallback[index], __ATOMIC_RELAXED);
+	return total;
+}
+
+int arch_stats_init(struct vm *vm)
+{
+	static const char *names[EMU_INSN_MAX];
+	for (int k = 0; k < EMU_INSN_MAX; k++)
+		names[k] = emu_insn_name((enum emu_insn)k);
+	return stats_add(&vm->stats, "fallback", EMU_INSN_MAX, names, read_fallback, vm);
 }
