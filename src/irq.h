@@ -18,6 +18,7 @@ struct irq_routing {
 	struct kvm_irq_routing_entry *entries;
 	int nr, cap;
 	uint32_t next_gsi;     /* next GSI for irq_alloc_gsi() */
+	uint32_t nr_gsis;      /* KVM takes GSIs 0 .. nr_gsis - 1 */
 	bool initialized;
 };
 

@@ -65,7 +65,9 @@ struct pci_device_ops {
 	/* Device-specific config registers (e.g. none for virtio): called for
 	 * accesses the PCI layer does not own (header, capabilities it
 	 * manages and BARs are its own). NULL: such bytes read from cfg[] and
-	 * writes are ignored. */
+	 * writes are ignored. On a read, data already holds the cfg[] bytes,
+	 * so the callback only changes what it computes. An access that mixes
+	 * owned and device bytes reaches it as the device's runs only. */
 	void (*cfg_access)(struct pci_device *dev, uint32_t offset, uint8_t *data, uint32_t len, bool is_write);
 	/* A memory BAR was unmapped (old_addr != 0) and/or mapped at new_addr
 	 * (!= 0): a move, a decode enable or disable. Called with the host's
@@ -96,7 +98,7 @@ struct pci_msix {
 		int gsi;           /* KVM GSI with this vector's MSI route */
 		int irqfd;         /* eventfd bound to gsi */
 		bool routed;       /* the KVM route holds addr/data */
-	} *vectors;
+	} *vectors;            /* set by pci_device_add() */
 };
 
 struct pci_device {
@@ -119,6 +121,13 @@ struct pci_device {
 /* The host bridge; created by vm_create() before devices. */
 int pci_host_init(struct vm *vm);
 
+/* A configuration cycle from the arch's config mechanism (x86 0xCF8/0xCFC)
+ * or ECAM: reg is the byte offset in the function's space, len 1..4.
+ * Anything but an existing function on bus 0 reads all-ones; runs on vCPU
+ * threads. */
+void pci_config_access(struct vm *vm, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t reg, uint8_t *data,
+		       uint32_t len, bool is_write);
+
 /* Helpers to fill cfg[] before pci_device_add(). */
 void pci_cfg_set_ids(struct pci_device *dev, uint16_t vendor, uint16_t device, uint16_t subsys_vendor,
 		     uint16_t subsys, uint8_t revision, uint32_t class_code /* class<<16|sub<<8|prog */);
@@ -134,7 +143,12 @@ void pci_cfg_set_bar(struct pci_device *dev, int bar, uint64_t size, bus_io_fn f
 int pci_msix_init(struct pci_device *dev, int nr_vectors, int bar, uint32_t table_offset, uint32_t pba_offset);
 
 /* Gives dev a slot, INTx line and BAR addresses; dev must live as long as
- * the VM. 0, -ENOSPC (no slot or no window space), or -errno. */
+ * the VM. The BARs do not decode until the guest sets PCI_COMMAND_MEMORY:
+ * bar_moved then reports (0, addr). MSI-X vectors get their eventfds (and,
+ * with KVM, a GSI each with the eventfd bound as its irqfd) here; they are
+ * the host's, freed after every device is destroyed. 0, -ENOSPC (no slot
+ * or no window space), -EINVAL (MSI-X table or PBA outside its BAR), or
+ * -errno. */
 int pci_device_add(struct vm *vm, struct pci_device *dev);
 
 /* Raises MSI-X vector v: an eventfd write if enabled and unmasked, else

@@ -1,25 +1,19 @@
 /* The PIIX reset control register at 0xCF9: the FADT's RESET_REG, which
- * Linux tries first on reboot. */
-#include "device.h"
-#include "layout.h"
+ * Linux tries first on reboot. It sits inside the PCI configuration ports
+ * 0xCF8-0xCFF, so the x86 PCI glue (arch/x86/pci_x86.c) owns those ports
+ * and hands byte accesses to 0xCF9 here. */
+#include <string.h>
+
 #include "vm.h"
 
 #define RESET_CPU 0x04 /* with "system reset" (0x02): 0x06, the FADT's RESET_VALUE */
 
-static void reset_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+void x86_reset_control_io(struct vm *vm, uint8_t *data, uint32_t len, bool is_write)
 {
-	struct vm *vm = opaque;
 	if (!is_write) {
-		data[0] = 0;
+		memset(data, 0, len);
 		return;
 	}
 	if (data[0] & RESET_CPU)
 		vm_stop(vm, VM_EXIT_RESET, 0);
 }
-
-static int reset_init(struct vm *vm)
-{
-	return bus_register(&vm->pio, X86_PORT_RESET, 1, reset_io, vm, "reset");
-}
-
-DEVICE_REGISTER(reset, reset_init);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "acpi.h"
+#include "arch.h"
 #include "layout.h"
 #include "memory.h"
 
@@ -62,7 +63,7 @@ static const uint8_t *table_at(const struct guest *g, uint64_t gpa)
 }
 
 struct parsed {
-	const uint8_t *rsdp, *xsdt, *rsdt, *fadt, *madt, *dsdt, *facs;
+	const uint8_t *rsdp, *xsdt, *rsdt, *fadt, *madt, *mcfg, *dsdt, *facs;
 };
 
 /* RSDP by the legacy scan of 0xE0000-0xFFFFF, then XSDT, then each table
@@ -105,9 +106,12 @@ static void parse(const struct guest *g, uint64_t rsdp_gpa, struct parsed *out)
 			out->fadt = t;
 		else if (!memcmp(t, "APIC", 4))
 			out->madt = t;
+		else if (!memcmp(t, "MCFG", 4))
+			out->mcfg = t;
 	}
 	assert_non_null(out->fadt);
 	assert_non_null(out->madt);
+	assert_non_null(out->mcfg);
 
 	uint64_t x_dsdt = rd64(out->fadt + 140);
 	assert_int_equal(rd32(out->fadt + 40), x_dsdt);
@@ -260,7 +264,7 @@ struct aml_obj {
 };
 
 struct aml_walk {
-	struct aml_obj objs[32];
+	struct aml_obj objs[64];
 	int n;
 };
 
@@ -476,6 +480,159 @@ static void test_dsdt(void **state)
 	free(g.ram);
 }
 
+/* ---- MCFG ---- */
+
+static void test_mcfg(void **state)
+{
+	struct guest g;
+	struct parsed p;
+	uint64_t rsdp;
+	guest_init(&g, GUEST_SIZE);
+	assert_int_equal(acpi_build(&g.mem, &(struct acpi_params){ .nr_cpus = 1 }, &rsdp), 0);
+	parse(&g, rsdp, &p);
+	const uint8_t *m = p.mcfg;
+	assert_int_equal(rd32(m + 4), 36 + 8 + 16);    /* one allocation */
+	assert_int_equal(m[8], 1);
+	assert_int_equal(rd64(m + 36), 0);              /* reserved */
+	assert_int_equal(rd64(m + 44), X86_PCI_ECAM);
+	assert_int_equal(rd16(m + 52), 0);              /* segment */
+	assert_int_equal(m[54], 0);                     /* buses 0..0 */
+	assert_int_equal(m[55], 0);
+	assert_int_equal(rd32(m + 56), 0);
+	/* 1 MiB per bus: the layout's ECAM size is exactly bus 0. */
+	assert_int_equal(X86_PCI_ECAM_SIZE, (uint64_t)(m[55] - m[54] + 1) << 20);
+	free(g.ram);
+}
+
+/* ---- DSDT: the PCI root bridge and the ECAM reservation ---- */
+
+static void expect_eisaid(const struct aml_obj *o, const char *id)
+{
+	uint32_t letters = (uint32_t)(id[0] - 0x40) << 10 | (uint32_t)(id[1] - 0x40) << 5 | (uint32_t)(id[2] - 0x40);
+	unsigned hex[4];
+	for (int i = 0; i < 4; i++)
+		hex[i] = id[3 + i] <= '9' ? (unsigned)(id[3 + i] - '0') : (unsigned)(id[3 + i] - 'A' + 10);
+	uint8_t want[4] = { (uint8_t)(letters >> 8), (uint8_t)letters, (uint8_t)(hex[0] << 4 | hex[1]),
+			    (uint8_t)(hex[2] << 4 | hex[3]) };
+	assert_int_equal(o->data[0], 0x0C);
+	assert_memory_equal(o->data + 1, want, 4);
+}
+
+/* Large resource descriptor at r: checks its tag and length, returns the
+ * next descriptor. */
+static const uint8_t *large_item(const uint8_t *r, uint8_t tag, uint16_t len)
+{
+	assert_int_equal(r[0], tag);
+	assert_int_equal(rd16(r + 1), len);
+	return r + 3 + len;
+}
+
+static const uint8_t *word_range(const uint8_t *r, uint8_t type, uint16_t min, uint16_t max)
+{
+	const uint8_t *next = large_item(r, 0x88, 13);
+	assert_int_equal(r[3], type);
+	assert_int_equal(r[4] & 1, 0);                 /* producer */
+	assert_int_equal(r[4] & 0x0C, 0x0C);           /* min and max fixed */
+	assert_int_equal(rd16(r + 8), min);
+	assert_int_equal(rd16(r + 10), max);
+	assert_int_equal(rd16(r + 12), 0);             /* no translation */
+	assert_int_equal(rd16(r + 14), (uint16_t)(max - min + 1));
+	return next;
+}
+
+static void test_dsdt_pci(void **state)
+{
+	struct guest g;
+	struct parsed p;
+	struct aml_walk w;
+	uint64_t rsdp;
+	const uint8_t *q, *pend;
+	size_t len;
+	guest_init(&g, GUEST_SIZE);
+	assert_int_equal(acpi_build(&g.mem, &(struct acpi_params){ .nr_cpus = 2 }, &rsdp), 0);
+	parse(&g, rsdp, &p);
+	walk_dsdt(&p, &w);
+
+	expect_eisaid(find_obj(&w, "\\_SB_.PCI0._HID"), "PNP0A08");
+	expect_eisaid(find_obj(&w, "\\_SB_.PCI0._CID"), "PNP0A03");
+	assert_int_equal(int_value(find_obj(&w, "\\_SB_.PCI0._SEG")->data, &q), 0);
+	assert_int_equal(int_value(find_obj(&w, "\\_SB_.PCI0._BBN")->data, &q), 0);
+	assert_int_equal(int_value(find_obj(&w, "\\_SB_.PCI0._UID")->data, &q), 0);
+
+	/* _CRS: bus 0, the config ports, I/O around them, the BAR window. */
+	const uint8_t *r = buffer_value(find_obj(&w, "\\_SB_.PCI0._CRS"), &len);
+	const uint8_t *end = r + len;
+	r = word_range(r, 2, 0, 0);
+	assert_int_equal(r[0], 0x47);
+	assert_int_equal(rd16(r + 2), X86_PORT_PCI_CONFIG);
+	assert_int_equal(rd16(r + 4), X86_PORT_PCI_CONFIG);
+	assert_int_equal(r[7], 8);
+	r += 8;
+	r = word_range(r, 1, 0, X86_PORT_PCI_CONFIG - 1);
+	r = word_range(r, 1, X86_PORT_PCI_CONFIG + 8, 0xFFFF);
+	const uint8_t *mem = r;
+	r = large_item(r, 0x87, 23);
+	assert_int_equal(mem[3], 0);                   /* memory */
+	assert_int_equal(mem[5] & 1, 1);               /* read-write */
+	assert_int_equal(rd32(mem + 10), X86_PCI_MMIO_START);
+	assert_int_equal(rd32(mem + 14), X86_PCI_MMIO_START + X86_PCI_MMIO_SIZE - 1);
+	assert_int_equal(rd32(mem + 22), X86_PCI_MMIO_SIZE);
+	assert_int_equal(r[0], 0x79);
+	assert_ptr_equal(r + 2, end);
+	/* The window stays clear of the ECAM, which is not the bridge's. */
+	assert_true(X86_PCI_MMIO_START + X86_PCI_MMIO_SIZE <= X86_PCI_ECAM);
+
+	/* _PRT: slots 1..31 x INTA..INTD, GSI form, INTA where PCI puts it. */
+	const struct aml_obj *prt = find_obj(&w, "\\_SB_.PCI0._PRT");
+	assert_int_equal(prt->data[0], 0x12);
+	q = pkglen(prt->data + 1, prt->end, &pend);
+	assert_int_equal(*q++, 31 * 4);
+	int seen[32][4] = { { 0 } };
+	for (int i = 0; i < 31 * 4; i++) {
+		const uint8_t *e_end;
+		assert_int_equal(*q, 0x12);
+		q = pkglen(q + 1, pend, &e_end);
+		assert_int_equal(*q++, 4);
+		uint64_t addr = int_value(q, &q);
+		uint64_t pin = int_value(q, &q);
+		uint64_t source = int_value(q, &q);
+		uint64_t gsi = int_value(q, &q);
+		assert_ptr_equal(q, e_end);
+		assert_int_equal(addr & 0xFFFF, 0xFFFF);
+		unsigned slot = (unsigned)(addr >> 16);
+		assert_true(slot >= 1 && slot <= 31);
+		assert_true(pin < 4);
+		assert_int_equal(source, 0);
+		assert_int_equal(gsi, 16 + (slot + pin) % 8);
+		if (pin == 0)
+			assert_int_equal(gsi, arch_pci_intx_gsi((int)slot));
+		seen[slot][pin]++;
+	}
+	assert_ptr_equal(q, pend);
+	for (int slot = 1; slot < 32; slot++)
+		for (int pin = 0; pin < 4; pin++)
+			assert_int_equal(seen[slot][pin], 1);
+
+	/* Motherboard resources reserve the ECAM. */
+	expect_eisaid(find_obj(&w, "\\_SB_.MRES._HID"), "PNP0C02");
+	r = buffer_value(find_obj(&w, "\\_SB_.MRES._CRS"), &len);
+	assert_int_equal(len, 12 + 2);
+	large_item(r, 0x86, 9);
+	assert_int_equal(r[3] & 1, 1);
+	assert_int_equal(rd32(r + 4), X86_PCI_ECAM);
+	assert_int_equal(rd32(r + 8), X86_PCI_ECAM_SIZE);
+	assert_int_equal(r[12], 0x79);
+	free(g.ram);
+}
+
+static void write_file(const char *path, const uint8_t *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
 /* Optional: iasl, when installed, must disassemble the DSDT cleanly. */
 static void test_dsdt_iasl(void **state)
 {
@@ -490,15 +647,18 @@ static void test_dsdt_iasl(void **state)
 
 	char dir[] = "/tmp/test_acpi.XXXXXX";
 	assert_non_null(mkdtemp(dir));
-	char path[128], cmd[512];
+	char path[128], cmd[1024];
 	snprintf(path, sizeof(path), "%s/dsdt.dat", dir);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(p.dsdt, 1, rd32(p.dsdt + 4), f), rd32(p.dsdt + 4));
-	fclose(f);
+	write_file(path, p.dsdt, rd32(p.dsdt + 4));
+	snprintf(path, sizeof(path), "%s/mcfg.dat", dir);
+	write_file(path, p.mcfg, rd32(p.mcfg + 4));
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s && iasl -d dsdt.dat >log 2>&1 && grep -q 'QEMU0001' dsdt.dsl && "
 		 "grep -q 'EisaId (\"PNP0501\")' dsdt.dsl && grep -q 'Name (_S5' dsdt.dsl && "
+		 "grep -q 'EisaId (\"PNP0A08\")' dsdt.dsl && grep -q 'Name (_PRT' dsdt.dsl && "
+		 "grep -q 'WordBusNumber' dsdt.dsl && grep -q 'DWordMemory' dsdt.dsl && "
+		 "grep -q 'Memory32Fixed' dsdt.dsl && "
+		 "iasl -d mcfg.dat >>log 2>&1 && grep -qi 'Base Address *: 00000000E0000000' mcfg.dsl && "
 		 "! grep -qi 'error' log",
 		 dir);
 	int rc = system(cmd);
@@ -572,6 +732,8 @@ int main(void)
 		cmocka_unit_test(test_madt_255),
 		cmocka_unit_test(test_fadt),
 		cmocka_unit_test(test_dsdt),
+		cmocka_unit_test(test_mcfg),
+		cmocka_unit_test(test_dsdt_pci),
 		cmocka_unit_test(test_dsdt_iasl),
 		cmocka_unit_test(test_bad_cpus),
 		cmocka_unit_test(test_small_memory),

@@ -141,6 +141,56 @@ static void test_build_rejects_bad_regions(void **state)
 	assert_int_equal(map.nr, 2);
 }
 
+/* The platform reserves the PCI ECAM in every map: sorted into place,
+ * outside RAM, for small and large guests. */
+static void check_ecam_reserved(uint64_t ram, int want_index)
+{
+	struct guest_memory mem;
+	struct e820_map map;
+	check_layout(ram, &mem, &map);
+	int nr = map.nr;
+	assert_int_equal(e820_reserve(&map, X86_PCI_ECAM, X86_PCI_ECAM_SIZE), 0);
+	assert_int_equal(map.nr, nr + 1);
+	expect_entry(&map, want_index, X86_PCI_ECAM, X86_PCI_ECAM_SIZE, E820_RESERVED);
+	for (int i = 1; i < map.nr; i++)
+		assert_true(map.entries[i].addr >= map.entries[i - 1].addr + map.entries[i - 1].size);
+	/* Twice is an overlap. */
+	assert_int_equal(e820_reserve(&map, X86_PCI_ECAM, X86_PCI_ECAM_SIZE), -EINVAL);
+	assert_int_equal(map.nr, nr + 1);
+}
+
+static void test_reserve_ecam(void **state)
+{
+	check_ecam_reserved(2 * MiB, 3);
+	check_ecam_reserved(512 * MiB, 3);
+	check_ecam_reserved(3 * GiB, 3);
+	check_ecam_reserved(4 * GiB, 3);      /* between low RAM and RAM above 4 GiB */
+	check_ecam_reserved(6 * GiB, 3);
+}
+
+static void test_reserve_rejects(void **state)
+{
+	struct guest_memory mem;
+	struct e820_map map;
+	check_layout(512 * MiB, &mem, &map);
+	assert_int_equal(e820_reserve(&map, 64 * MiB, MiB), -EINVAL);          /* inside RAM */
+	assert_int_equal(e820_reserve(&map, X86_EBDA_START - 4096, 8192), -EINVAL); /* straddles */
+	assert_int_equal(e820_reserve(&map, 3 * GiB, 0), -EINVAL);
+	assert_int_equal(e820_reserve(&map, UINT64_MAX - 4095, 8192), -EINVAL); /* wraps */
+	assert_int_equal(map.nr, 3);
+	/* Below everything else is not possible (RAM starts at 0); above it is. */
+	assert_int_equal(e820_reserve(&map, 0xFEC00000ULL, 4096), 0);
+	expect_entry(&map, 3, 0xFEC00000ULL, 4096, E820_RESERVED);
+	/* Fills up. */
+	int added = 0;
+	for (uint64_t a = 3 * GiB; map.nr < E820_MAX_ENTRIES; a += 2 * 4096, added++)
+		assert_int_equal(e820_reserve(&map, a, 4096), 0);
+	assert_int_equal(e820_reserve(&map, 2 * GiB + 4096ULL * 3, 4096), -ENOSPC);
+	for (int i = 1; i < map.nr; i++)
+		assert_true(map.entries[i].addr > map.entries[i - 1].addr);
+	assert_true(added > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +201,8 @@ int main(void)
 		cmocka_unit_test(test_smallest),
 		cmocka_unit_test(test_invalid_sizes),
 		cmocka_unit_test(test_build_rejects_bad_regions),
+		cmocka_unit_test(test_reserve_ecam),
+		cmocka_unit_test(test_reserve_rejects),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,7 @@
  * layout is the spec's and does not depend on the compiler.
  *
  * Layout, from X86_ACPI_TABLES (0xE0000, where a legacy RSDP scan looks):
- *   RSDP (36, 16-aligned)  FACS (64, 64-aligned)  XSDT  RSDT  FADT  MADT  DSDT
+ *   RSDP (36, 16-aligned)  FACS (64, 64-aligned)  XSDT  RSDT  FADT  MADT  MCFG  DSDT
  */
 #include "acpi.h"
 
@@ -30,6 +30,8 @@
 #define FADT_REVISION      6
 #define FADT_MINOR         3        /* ACPI 6.3 */
 #define MADT_REVISION      5        /* ACPI 6.3 */
+#define MCFG_REVISION      1
+#define MCFG_LEN           (ACPI_HDR_LEN + 8 + 16)   /* one allocation: bus 0 */
 #define DSDT_REVISION      2        /* 64-bit AML integers */
 
 /* Generic Address Structure address spaces and access sizes */
@@ -68,6 +70,14 @@
 #define IOAPIC_ID             0
 
 #define RESET_VALUE           0x06
+
+/* PCI: one root bridge, bus 0. _PRT covers slots 1..31 (slot 0 is the host
+ * bridge) and pins INTA..INTD, swizzled over GSIs 16..23 exactly as
+ * arch_pci_intx_gsi() does for INTA. */
+#define PCI_PRT_FIRST_SLOT    1
+#define PCI_PRT_SLOTS         31
+#define PCI_PRT_PINS          4
+#define PCI_IO_WINDOW_END     0xFFFF
 
 /* Scratch image of [X86_ACPI_TABLES, + X86_ACPI_TABLES_MAX); offsets in it
  * are offsets from X86_ACPI_TABLES. */
@@ -349,9 +359,61 @@ static void aml_buffer(struct aml *a, const uint8_t *data, size_t len)
 /* ---- Resource descriptors for _CRS (ACPI 6.3, 6.4.2) ---- */
 
 struct res_template {
-	uint8_t b[64];
+	uint8_t b[128];
 	size_t len;
 };
+
+/* Address space descriptors: a range the bridge produces (decodes for
+ * its children), with fixed bounds and positive decoding. */
+#define RES_ADDR_PRODUCER_FIXED 0x0C      /* _MAF | _MIF, producer, positive decode */
+#define RES_ADDR_MEMORY         0
+#define RES_ADDR_IO             1
+#define RES_ADDR_BUS            2
+#define RES_IO_ENTIRE_RANGE     0x03
+#define RES_MEM_RW_UNCACHED     0x01
+
+static void res_word_addr(struct res_template *r, uint8_t type, uint8_t type_flags, uint16_t min, uint16_t max)
+{
+	uint8_t *p = r->b + r->len;
+	p[0] = 0x88;                   /* large item: Word Address Space */
+	put16(p + 1, 13);
+	p[3] = type;
+	p[4] = RES_ADDR_PRODUCER_FIXED;
+	p[5] = type_flags;
+	put16(p + 6, 0);               /* granularity */
+	put16(p + 8, min);
+	put16(p + 10, max);
+	put16(p + 12, 0);              /* translation */
+	put16(p + 14, (uint16_t)(max - min + 1));
+	r->len += 16;
+}
+
+static void res_dword_memory(struct res_template *r, uint32_t min, uint32_t len)
+{
+	uint8_t *p = r->b + r->len;
+	p[0] = 0x87;                   /* large item: DWord Address Space */
+	put16(p + 1, 23);
+	p[3] = RES_ADDR_MEMORY;
+	p[4] = RES_ADDR_PRODUCER_FIXED;
+	p[5] = RES_MEM_RW_UNCACHED;
+	put32(p + 6, 0);               /* granularity */
+	put32(p + 10, min);
+	put32(p + 14, min + len - 1);
+	put32(p + 18, 0);              /* translation */
+	put32(p + 22, len);
+	r->len += 26;
+}
+
+static void res_memory32_fixed(struct res_template *r, uint32_t base, uint32_t len)
+{
+	uint8_t *p = r->b + r->len;
+	p[0] = 0x86;                   /* large item: 32-bit Fixed Memory Range */
+	put16(p + 1, 9);
+	p[3] = 1;                      /* read-write */
+	put32(p + 4, base);
+	put32(p + 8, len);
+	r->len += 12;
+}
 
 static void res_io16(struct res_template *r, uint16_t min, uint16_t max, uint8_t align, uint8_t len)
 {
@@ -379,11 +441,76 @@ static void res_end(struct res_template *r)
 	r->b[r->len++] = 0x00;         /* 0: treat the checksum as correct */
 }
 
+/* Device (PCI0): the root bridge.
+ *   _HID PNP0A08 (PCI Express), _CID PNP0A03 (PCI), _SEG 0, _BBN 0, _UID 0
+ *   _CRS: bus 0; the config ports; the I/O window around them (so ISA ports
+ *         stay reachable); the 32-bit BAR window
+ *   _PRT: Package { Package { slot << 16 | 0xFFFF, pin, 0, GSI } ... },
+ *         the source 0 meaning "GSI, not a link device" */
+static void dsdt_pci0(struct aml *a)
+{
+	struct res_template r = { .len = 0 };
+	size_t dev = aml_device_begin(a, "PCI0");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0A08");
+	aml_name(a, "_CID");
+	aml_eisaid(a, "PNP0A03");
+	aml_name(a, "_SEG");
+	aml_integer(a, 0);
+	aml_name(a, "_BBN");
+	aml_integer(a, 0);
+	aml_name(a, "_UID");
+	aml_integer(a, 0);
+
+	res_word_addr(&r, RES_ADDR_BUS, 0, 0, 0);
+	res_io16(&r, X86_PORT_PCI_CONFIG, X86_PORT_PCI_CONFIG, 1, 8);
+	res_word_addr(&r, RES_ADDR_IO, RES_IO_ENTIRE_RANGE, 0, X86_PORT_PCI_CONFIG - 1);
+	res_word_addr(&r, RES_ADDR_IO, RES_IO_ENTIRE_RANGE, X86_PORT_PCI_CONFIG + 8, PCI_IO_WINDOW_END);
+	res_dword_memory(&r, (uint32_t)X86_PCI_MMIO_START, (uint32_t)X86_PCI_MMIO_SIZE);
+	res_end(&r);
+	aml_name(a, "_CRS");
+	aml_buffer(a, r.b, r.len);
+
+	aml_name(a, "_PRT");
+	size_t prt = aml_package_begin(a, PCI_PRT_SLOTS * PCI_PRT_PINS);
+	for (unsigned slot = PCI_PRT_FIRST_SLOT; slot < PCI_PRT_FIRST_SLOT + PCI_PRT_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < PCI_PRT_PINS; pin++) {
+			size_t entry = aml_package_begin(a, 4);
+			aml_integer(a, (uint64_t)slot << 16 | 0xFFFF);
+			aml_integer(a, pin);
+			aml_integer(a, 0);
+			aml_integer(a, X86_PCI_INTX_GSI_BASE + (slot + pin) % X86_PCI_INTX_NR_GSIS);
+			aml_pkg_end(a, entry);
+		}
+	}
+	aml_pkg_end(a, prt);
+	aml_pkg_end(a, dev);
+}
+
+/* Device (MRES): motherboard resources (PNP0C02) reserving the ECAM, where
+ * Linux looks before it trusts the MCFG table's range. */
+static void dsdt_motherboard(struct aml *a)
+{
+	struct res_template r = { .len = 0 };
+	size_t dev = aml_device_begin(a, "MRES");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0C02");
+	aml_name(a, "_UID");
+	aml_integer(a, 0);
+	res_memory32_fixed(&r, (uint32_t)X86_PCI_ECAM, (uint32_t)X86_PCI_ECAM_SIZE);
+	res_end(&r);
+	aml_name(a, "_CRS");
+	aml_buffer(a, r.b, r.len);
+	aml_pkg_end(a, dev);
+}
+
 /* DefinitionBlock body:
  *   Name (_S5, Package (4) { 5, 5, 0, 0 })
  *   Scope (\_SB) {
  *     Device (PEVT) { _HID "QEMU0001", _CRS IO 0x505, _STA 0xF }   (pvpanic)
  *     Device (COM1) { _HID PNP0501, _UID 1, _CRS IO 0x3F8/8 IRQ 4, _STA 0xF }
+ *     Device (PCI0) { ... }                                         (dsdt_pci0)
+ *     Device (MRES) { _HID PNP0C02, _CRS Memory32Fixed ECAM }
  *   } */
 static void dsdt_body(struct aml *a)
 {
@@ -426,6 +553,9 @@ static void dsdt_body(struct aml *a)
 	aml_name(a, "_STA");
 	aml_integer(a, 0x0F);
 	aml_pkg_end(a, dev);
+
+	dsdt_pci0(a);
+	dsdt_motherboard(a);
 
 	aml_pkg_end(a, scope);
 }
@@ -533,7 +663,19 @@ static void fill_madt(uint8_t *t, int nr_cpus)
 	acpi_finish(t, (uint32_t)madt_len(nr_cpus));
 }
 
-#define SDT_ENTRIES 2   /* FADT, MADT */
+/* MCFG: the ECAM of segment 0, buses 0..0. */
+static void fill_mcfg(uint8_t *t)
+{
+	acpi_header(t, "MCFG", MCFG_REVISION);
+	uint8_t *e = t + ACPI_HDR_LEN + 8;      /* 8 reserved bytes */
+	put64(e, X86_PCI_ECAM);
+	put16(e + 8, 0);                        /* PCI segment group */
+	e[10] = 0;                              /* start bus */
+	e[11] = 0;                              /* end bus */
+	acpi_finish(t, MCFG_LEN);
+}
+
+#define SDT_ENTRIES 3   /* FADT, MADT, MCFG */
 
 static void fill_xsdt(uint8_t *t, const uint64_t *tables)
 {
@@ -581,16 +723,18 @@ int acpi_build(const struct guest_memory *mem, const struct acpi_params *params,
 	uint8_t *rsdt = acpi_alloc(&img, ACPI_HDR_LEN + 4 * SDT_ENTRIES, 16);
 	uint8_t *fadt = acpi_alloc(&img, FADT_LEN, 16);
 	uint8_t *madt = acpi_alloc(&img, madt_len(params->nr_cpus), 16);
+	uint8_t *mcfg = acpi_alloc(&img, MCFG_LEN, 16);
 	uint8_t *dsdt = build_dsdt(&img);
 	if (img.overflow) {
 		free(img.buf);
 		return -E2BIG;
 	}
 
-	uint64_t tables[SDT_ENTRIES] = { acpi_gpa(&img, fadt), acpi_gpa(&img, madt) };
+	uint64_t tables[SDT_ENTRIES] = { acpi_gpa(&img, fadt), acpi_gpa(&img, madt), acpi_gpa(&img, mcfg) };
 	fill_facs(facs);
 	fill_fadt(fadt, acpi_gpa(&img, facs), acpi_gpa(&img, dsdt));
 	fill_madt(madt, params->nr_cpus);
+	fill_mcfg(mcfg);
 	fill_xsdt(xsdt, tables);
 	fill_rsdt(rsdt, tables);
 	fill_rsdp(rsdp, acpi_gpa(&img, rsdt), acpi_gpa(&img, xsdt));

@@ -1,4 +1,4 @@
-/* ACPI tables: RSDP, XSDT, MADT, FADT, DSDT, written into guest memory so
+/* ACPI tables: RSDP, XSDT, MADT, FADT, MCFG, DSDT, written into guest memory so
  * that Linux (and the tiny guest) find every CPU, the IOAPIC and power-off. */
 #ifndef KVMLITE_X86_ACPI_H
 #define KVMLITE_X86_ACPI_H

@@ -13,9 +13,11 @@
 
 struct vm;
 struct vcpu;
+struct kvm_irq_routing_entry;
 
 struct arch_vm {
 	struct boot_entry boot;
+	uint32_t pci_config_address;     /* 0xCF8 CONFIG_ADDRESS (atomic: any vCPU) */
 };
 
 struct arch_vcpu {
@@ -40,5 +42,23 @@ int arch_vcpu_exit(struct vcpu *vcpu);
 /* Adds the arch's counter groups to vm->stats (x86: "fallback", the
  * instructions emulated, summed over vCPUs). */
 int arch_stats_init(struct vm *vm);
+
+/* Interrupt routing (irq.c): the irqchip's own GSI routes, written into
+ * routes (at most max); returns how many. */
+int arch_irq_default_routes(struct kvm_irq_routing_entry *routes, int max);
+/* The first GSI above the irqchip's pins, for MSI routes. */
+uint32_t arch_irq_first_msi_gsi(void);
+
+/* PCI (pci.c): the GSI of INTA for a device in slot; the 32-bit window BARs
+ * live in; the ECAM range of bus 0; the arch's own config mechanism (x86:
+ * ports 0xCF8-0xCFF), registered by pci_host_init(). */
+uint32_t arch_pci_intx_gsi(int slot);
+void arch_pci_mmio_window(uint64_t *base, uint64_t *size);
+void arch_pci_ecam(uint64_t *base, uint64_t *size);
+int arch_pci_init(struct vm *vm);
+
+/* x86 only: the reset control register (devices/reset.c), which shares
+ * ports 0xCF8-0xCFF with PCI config mechanism #1 (pci_x86.c). */
+void x86_reset_control_io(struct vm *vm, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

@@ -63,3 +63,23 @@ int e820_build(const struct guest_memory *mem, struct e820_map *map)
 		e820_add(map, mem->regions[1].gpa, mem->regions[1].size, E820_RAM);
 	return 0;
 }
+
+int e820_reserve(struct e820_map *map, uint64_t addr, uint64_t size)
+{
+	if (size == 0 || addr > UINT64_MAX - size)
+		return -EINVAL;
+	if (map->nr >= E820_MAX_ENTRIES)
+		return -ENOSPC;
+	int i = 0;
+	for (int j = 0; j < map->nr; j++) {
+		const struct e820_entry *e = &map->entries[j];
+		if (addr < e->addr + e->size && e->addr < addr + size)
+			return -EINVAL;
+		if (e->addr < addr)
+			i = j + 1;
+	}
+	memmove(&map->entries[i + 1], &map->entries[i], (size_t)(map->nr - i) * sizeof(map->entries[0]));
+	map->entries[i] = (struct e820_entry){ .addr = addr, .size = size, .type = E820_RESERVED };
+	map->nr++;
+	return 0;
+}

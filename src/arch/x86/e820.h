@@ -29,6 +29,12 @@ struct e820_map {
  * and an optional region 1 starts at 4 GiB. */
 int e820_build(const struct guest_memory *mem, struct e820_map *map);
 
+/* Adds a reserved range for platform MMIO the OS must leave alone (the PCI
+ * ECAM, which Linux only trusts when e820 or ACPI reserves it), in address
+ * order. -EINVAL if empty, wrapping or overlapping an entry; -ENOSPC when
+ * the map is full. */
+int e820_reserve(struct e820_map *map, uint64_t addr, uint64_t size);
+
 /* Guest-physical RAM regions for ram_size bytes: region 0 is
  * [0, min(ram_size, X86_MMIO_HOLE_START)), region 1 the rest from 4 GiB.
  * hva is left NULL. -EINVAL if ram_size < 2 MiB or not 4 KiB-aligned. */

@@ -110,6 +110,8 @@ int arch_load_guest(struct vm *vm)
 	const struct vm_config *cfg = vm->cfg;
 	struct e820_map e820;
 	int err = e820_build(&vm->mem, &e820);
+	if (!err)
+		err = e820_reserve(&e820, X86_PCI_ECAM, X86_PCI_ECAM_SIZE);
 	if (err) {
 		log_error("cannot build the e820 memory map: %s", strerror(-err));
 		return err;
