@@ -44,6 +44,24 @@ struct virtq {
 
 	const struct guest_memory *mem;
 	bool ready;             /* virtq_activate() succeeded */
+
+	/* Set by virtq_activate(): host views of the rings (guest RAM never
+	 * moves while the VM exists). */
+	void *desc_hva, *avail_hva, *used_hva;
+	bool notify_enabled;    /* virtq_set_notify(): the driver may kick */
+	/* The driver broke the rules: every later pop fails until reset.
+	 * error says how (a static string), for the transport's log. */
+	bool broken;
+	const char *error;
+	/* Pops left in this round. A driver can make its rings refill
+	 * themselves (a used ring or a device-written buffer over the avail
+	 * index), so a device's "pop until empty" loop is bounded: when the
+	 * budget is spent, pop returns -EAGAIN (has_work false) and sets
+	 * budget_spent. The transport refills it before each device callback
+	 * and re-kicks a queue that ran out, so the worker lets the vCPUs,
+	 * reset and shutdown in between. */
+	uint32_t budget;
+	bool budget_spent;
 };
 
 /* One request: the driver-readable buffers first ("out"), then the
@@ -69,13 +87,16 @@ int virtq_pop(struct virtq *q, struct virtq_req *req);
 /* Puts head back in the used ring with len bytes written. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 /* After one or more pushes: whether the driver wants an interrupt
- * (EVENT_IDX used_event, or NO_INTERRUPT). Updates signalled_used. */
+ * (EVENT_IDX used_event, or NO_INTERRUPT); false when nothing was pushed
+ * since the last call. Updates signalled_used. */
 bool virtq_should_notify(struct virtq *q);
 /* Notification suppression while the device is busy draining the ring:
  * enable=false asks the driver not to kick. After enabling, the caller
  * must check for more work (virtq_has_work) to close the race. */
 void virtq_set_notify(struct virtq *q, bool enable);
 bool virtq_has_work(const struct virtq *q);
+/* A new round of q->size pops (virtq_activate() starts one). */
+void virtq_refill_budget(struct virtq *q);
 
 /* Copy helpers over an iovec array (bounded by the iovecs' lengths);
  * return the bytes copied. */

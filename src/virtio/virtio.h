@@ -14,7 +14,9 @@
  *
  * Locking: dev->lock is held around every device callback (worker fds,
  * queue_notify, reset, config access), so a device never sees a reset in the
- * middle of a request. */
+ * middle of a request. It is recursive: a callback may call the functions
+ * below (virtio_queue_notify, virtio_watch_fd, ...), and so may any other
+ * thread. While the VM is paused the worker makes no callbacks. */
 #ifndef KVMLITE_VIRTIO_H
 #define KVMLITE_VIRTIO_H
 
@@ -101,17 +103,25 @@ struct virtio_device {
 		uint16_t vector;
 		bool enabled;          /* queue_enable written 1 */
 		int kick_fd;           /* ioeventfd on the notify address */
+		bool ioeventfd;        /* kick_fd is bound at ioeventfd_base */
 	} queues[VIRTIO_MAX_QUEUES];
 	struct pci_device pci;
+	uint64_t ioeventfd_base;       /* BAR 0 address the ioeventfds use */
+	uint8_t pci_cfg_cap;           /* config offset of the PCI-cfg access capability */
+	bool added;                    /* virtio_device_add() set up the transport */
+	bool warned;                   /* a NEEDS_RESET was logged at warn level */
 
 	/* Worker thread */
 	pthread_t worker;
 	bool worker_started;
+	bool paused, stopping;         /* under lock; the worker waits on wake */
+	pthread_cond_t wake;
 	int epoll_fd;
 	int stop_fd;
 	struct virtio_fd_watch {
 		int fd;
 		virtio_fd_fn fn;
+		uint32_t events;
 	} watches[VIRTIO_MAX_FDS];
 	int nr_watches;
 
