@@ -72,6 +72,13 @@ static inline uint64_t mmio_read64(uint64_t a)
 
 static inline void cpu_relax(void) { __asm__ volatile("pause" : : : "memory"); }
 
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
 static inline void *phys_ptr(uint64_t pa) { return (void *)(uintptr_t)pa; }
 
 /* lib.c: serial console, strings, failure reporting */
@@ -107,7 +114,16 @@ int acpi_probe(uint64_t rsdp_hint, struct acpi_info *ai, const char **why);
  * that checked in, or -1 with *why set. */
 int smp_boot(const struct acpi_info *ai, const char **why);
 
+/* main.c: the PVH start_info the guest was entered with (its memory map
+ * stays where the loader put it). */
+extern uint64_t guest_start_info;
+
 /* tests.c: test modes, reporting through the kvmlite test device */
+/* Ends the VM through the test device with exit status code (0: pass). */
+__attribute__((noreturn)) void test_exit(uint32_t code);
+/* Unless ok: prints "FAIL: what ... got ..., want ..." and exits with
+ * code (capped at 255). off/width < 0: not an access to a register. */
+void test_check(bool ok, int code, const char *what, int off, int width, uint64_t got, uint64_t want);
 __attribute__((noreturn)) void test_pio(void);
 __attribute__((noreturn)) void test_mmio(void);
 __attribute__((noreturn)) void test_serial(void);
@@ -121,6 +137,13 @@ __attribute__((noreturn)) void test_spin(void);
 __attribute__((noreturn)) void test_fallback(void);
 /* counter.c: prints count=1, 2, ... forever (for pause/resume tests). */
 __attribute__((noreturn)) void test_counter(void);
+
+/* virtio_tests.c, virtio_hostile.c: modes on the guest's virtio-pci
+ * driver (virtio.c): test=virtio-rng, test=virtio-blk (the 1 MiB pattern
+ * disk tests/guest/run attaches), test=virtio-blk-ro, test=virtio-hostile. */
+__attribute__((noreturn)) void test_virtio_rng(void);
+__attribute__((noreturn)) void test_virtio_blk(bool read_only);
+__attribute__((noreturn)) void test_virtio_hostile(void);
 
 /* bench.c: benchmark modes, bench=pio|mmio n=COUNT or bench=idle
  * (bench/README.md). Returns at once without a bench= token. */

@@ -10,9 +10,23 @@
 #define SI_CMDLINE 24
 #define SI_RSDP    32
 
-enum guest_mode { MODE_NORMAL, MODE_PIO, MODE_MMIO, MODE_SERIAL, MODE_EXIT_CODE, MODE_FAIL, MODE_SPIN, MODE_FALLBACK, MODE_COUNTER, MODE_UNKNOWN };
+enum guest_mode {
+	MODE_NORMAL, MODE_PIO, MODE_MMIO, MODE_SERIAL, MODE_EXIT_CODE, MODE_FAIL, MODE_SPIN, MODE_FALLBACK,
+	MODE_COUNTER, MODE_VIRTIO_RNG, MODE_VIRTIO_BLK, MODE_VIRTIO_BLK_RO, MODE_VIRTIO_HOSTILE, MODE_UNKNOWN
+};
+
+static const struct {
+	const char *name;
+	enum guest_mode mode;
+} modes[] = {
+	{ "pio", MODE_PIO }, { "mmio", MODE_MMIO }, { "serial", MODE_SERIAL }, { "exit-code", MODE_EXIT_CODE },
+	{ "fail", MODE_FAIL }, { "spin", MODE_SPIN }, { "fallback", MODE_FALLBACK }, { "counter", MODE_COUNTER },
+	{ "virtio-rng", MODE_VIRTIO_RNG }, { "virtio-blk", MODE_VIRTIO_BLK }, { "virtio-blk-ro", MODE_VIRTIO_BLK_RO },
+	{ "virtio-hostile", MODE_VIRTIO_HOSTILE },
+};
 
 static struct acpi_info acpi;
+uint64_t guest_start_info;
 
 /* The value of the last test=... token of cmdline (NULL: none). */
 static enum guest_mode parse_cmdline(const char *cmdline)
@@ -36,24 +50,10 @@ static enum guest_mode parse_cmdline(const char *cmdline)
 			continue;
 		start += 5;
 		len -= 5;
-		if (len == 3 && !memcmp(cmdline + start, "pio", 3))
-			mode = MODE_PIO;
-		else if (len == 4 && !memcmp(cmdline + start, "mmio", 4))
-			mode = MODE_MMIO;
-		else if (len == 6 && !memcmp(cmdline + start, "serial", 6))
-			mode = MODE_SERIAL;
-		else if (len == 9 && !memcmp(cmdline + start, "exit-code", 9))
-			mode = MODE_EXIT_CODE;
-		else if (len == 4 && !memcmp(cmdline + start, "fail", 4))
-			mode = MODE_FAIL;
-		else if (len == 4 && !memcmp(cmdline + start, "spin", 4))
-			mode = MODE_SPIN;
-		else if (len == 8 && !memcmp(cmdline + start, "fallback", 8))
-			mode = MODE_FALLBACK;
-		else if (len == 7 && !memcmp(cmdline + start, "counter", 7))
-			mode = MODE_COUNTER;
-		else
-			mode = MODE_UNKNOWN;
+		mode = MODE_UNKNOWN;
+		for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
+			if (strlen(modes[m].name) == len && !memcmp(cmdline + start, modes[m].name, len))
+				mode = modes[m].mode;
 	}
 	return mode;
 }
@@ -93,6 +93,7 @@ void main(uint32_t start_info)
 	/* Read start_info before the trampoline may reuse low memory. */
 	memcpy(&cmdline_pa, si + SI_CMDLINE, 8);
 	memcpy(&rsdp_pa, si + SI_RSDP, 8);
+	guest_start_info = start_info;
 	if (cmdline_pa >= 0x100000000ULL - 0x10000)
 		cmdline_pa = 0;
 
@@ -105,6 +106,10 @@ void main(uint32_t start_info)
 	case MODE_SPIN: test_spin();
 	case MODE_FALLBACK: test_fallback();
 	case MODE_COUNTER: test_counter();
+	case MODE_VIRTIO_RNG: test_virtio_rng();
+	case MODE_VIRTIO_BLK: test_virtio_blk(false);
+	case MODE_VIRTIO_BLK_RO: test_virtio_blk(true);
+	case MODE_VIRTIO_HOSTILE: test_virtio_hostile();
 	case MODE_UNKNOWN: guest_fail("unknown test= mode");
 	case MODE_NORMAL: break;
 	}

@@ -14,15 +14,14 @@
 #define MMIO_PATTERN 0x010                      /* offsets >= 0x10: (o & 0xFF) ^ 0xA5 */
 #define MMIO_SIZE    0x1000
 
-static __attribute__((noreturn)) void test_exit(uint32_t code)
+void test_exit(uint32_t code)
 {
 	outl(TD_EXIT, code);
 	/* Still here: no test device. Report as a panic instead. */
 	guest_fail(code ? "test failed, and no test device to report it" : "no test device to report success");
 }
 
-/* off/width < 0: not an access to a register offset. */
-static void check(bool ok, int code, const char *what, int off, int width, uint64_t got, uint64_t want)
+void test_check(bool ok, int code, const char *what, int off, int width, uint64_t got, uint64_t want)
 {
 	if (ok)
 		return;
@@ -48,7 +47,7 @@ static void check(bool ok, int code, const char *what, int off, int width, uint6
 #define CHECK_AT(what, off, width, got, want)                                        \
 	do {                                                                             \
 		uint64_t got_ = (got), want_ = (want);                                       \
-		check(got_ == want_, __COUNTER__ + 1, what, (int)(off), (int)(width), got_, want_); \
+		test_check(got_ == want_, __COUNTER__ + 1, what, (int)(off), (int)(width), got_, want_); \
 	} while (0)
 #define CHECK_EQ(what, got, want) CHECK_AT(what, -1, -1, got, want)
 
