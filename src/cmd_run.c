@@ -697,7 +697,7 @@ static int run_wait_start(struct run_ctx *ctx, int sig_fd)
 static int run_vm_loop(struct run_ctx *ctx, int sig_fd)
 {
 	for (;;) {
-		if (ctx->cfg.console == CONSOLE_SERIAL)
+		if (ctx->cfg.console != CONSOLE_NONE)
 			term_raw_enter();
 		int signo = run_event_loop(&ctx->vm, sig_fd);
 		vm_wait(&ctx->vm);
@@ -885,7 +885,7 @@ int cmd_run(int argc, char **argv)
 			status = EXIT_VMM_ERROR;
 			break;
 		}
-		if (cfg.console == CONSOLE_SERIAL)
+		if (cfg.console != CONSOLE_NONE)
 			term_raw_enter();
 		int signo = 0;
 		if (vm_start(&vm) == 0)

@@ -206,7 +206,8 @@ struct serial_device {
 static void serial_tx(void *opaque, uint8_t byte)
 {
 	struct serial_device *s = opaque;
-	if (s->vm->console_out_fd < 0)
+	/* With --console virtio the console is hvc0: ttyS0 stays, silent. */
+	if (s->vm->cfg->console != CONSOLE_SERIAL || s->vm->console_out_fd < 0)
 		return;
 	while (write(s->vm->console_out_fd, &byte, 1) < 0 && errno == EINTR)
 		;

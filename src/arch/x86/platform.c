@@ -15,11 +15,12 @@
 #include "util.h"
 #include "vm.h"
 
-/* Linux: serial console; reboot through the keyboard controller, the
- * simplest path; panic reboots at once rather than hanging (and pvpanic
- * tells kvmlite first); skip the IOAPIC timer check and the TSC watchdog,
- * slow on an emulating host and pointless on KVM's stable clocks. */
-#define X86_DEFAULT_LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1 no_timer_check tsc=reliable"
+/* Linux: the console (ttyS0, or hvc0 with --console virtio); reboot
+ * through the keyboard controller, the simplest path; panic reboots at
+ * once rather than hanging (and pvpanic tells kvmlite first); skip the
+ * IOAPIC timer check and the TSC watchdog, slow on an emulating host and
+ * pointless on KVM's stable clocks. */
+#define X86_DEFAULT_LINUX_CMDLINE_REST "reboot=k panic=-1 no_timer_check tsc=reliable"
 
 extern const uint8_t embedded_guest_start[];
 extern const uint8_t embedded_guest_end[];
@@ -97,7 +98,10 @@ static const char *loader_error(int err)
 /* The command line the guest gets: --cmdline or the default, then --append. */
 static char *build_cmdline(const struct vm_config *cfg)
 {
-	const char *base = cfg->cmdline ? cfg->cmdline : cfg->kernel_path ? X86_DEFAULT_LINUX_CMDLINE : "";
+	const char *base = cfg->cmdline                         ? cfg->cmdline
+			   : !cfg->kernel_path                  ? ""
+			   : cfg->console == CONSOLE_VIRTIO     ? "console=hvc0 " X86_DEFAULT_LINUX_CMDLINE_REST
+								: "console=ttyS0 " X86_DEFAULT_LINUX_CMDLINE_REST;
 	const char *append = cfg->append ? cfg->append : "";
 	char *line = NULL;
 	if (asprintf(&line, "%s%s%s", base, *base && *append ? " " : "", append) < 0)
