@@ -224,26 +224,6 @@ static int rx_refill(struct virtio_net *net, struct virtq *vq)
 	return 0;
 }
 
-/* The buffers of one merged frame must reach the driver together: with
- * virtq_push() one by one, a driver polling meanwhile could see the first
- * buffer's num_buffers before the others are used (Linux then drops the
- * frame and takes the next buffers for frames). So the used elements are
- * written here and the used index is stored once, as virtq_push() does
- * for a single element. TODO: a virtq_push_batch() in queue.c. */
-static void rx_publish(struct virtq *vq, const struct net_rx_chain *chains, const uint32_t *lens, int n)
-{
-	if (!vq->ready)
-		return;
-	uint8_t *used = vq->used_hva;
-	for (int i = 0; i < n; i++) {
-		uint32_t slot = (uint16_t)(vq->used_idx + i) & (vq->size - 1u);
-		uint32_t *elem = (uint32_t *)(used + 4 + 8ull * slot);
-		__atomic_store_n(&elem[0], htole32(chains[i].head), __ATOMIC_RELAXED);
-		__atomic_store_n(&elem[1], htole32(lens[i]), __ATOMIC_RELAXED);
-	}
-	vq->used_idx = (uint16_t)(vq->used_idx + n);
-	__atomic_store_n((uint16_t *)used + 1, htole16(vq->used_idx), __ATOMIC_RELEASE);
-}
 
 /* Forgets the first n held chains (their buffers went to the driver). */
 static void rx_consume(struct virtio_net *net, int n)
@@ -292,11 +272,12 @@ static int rx_frame(struct virtio_net *net, struct virtq *vq)
 		return -1;
 	}
 
-	uint32_t lens[NET_QUEUE_SIZE];
+	struct virtq_used done[NET_QUEUE_SIZE];
 	int used = 0;
 	for (uint64_t left = (uint64_t)n; left; used++) {
-		lens[used] = (uint32_t)MIN(left, net->rx_chains[used].len);
-		left -= lens[used];
+		done[used] = (struct virtq_used){ net->rx_chains[used].head,
+						  (uint32_t)MIN(left, net->rx_chains[used].len) };
+		left -= done[used].len;
 	}
 	const struct net_rx_chain *first = &net->rx_chains[0];
 	const struct iovec *iov = &net->rx_iov[first->first_iov];
@@ -308,7 +289,9 @@ static int rx_frame(struct virtio_net *net, struct virtq *vq)
 		uint8_t flags = 0;
 		buf_to_iov(iov, first->nr_iov, offsetof(struct virtio_net_hdr_v1, flags), &flags, 1);
 	}
-	rx_publish(vq, net->rx_chains, lens, used);
+	/* The frame's buffers reach the driver together: it reads
+	 * num_buffers from the first and then takes that many. */
+	virtq_push_batch(vq, done, used);
 	rx_consume(net, used);
 	stat_add(net, NET_STAT_RX_FRAMES, 1);
 	stat_add(net, NET_STAT_RX_BYTES, (uint64_t)n - NET_HDR_SIZE);

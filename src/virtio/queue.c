@@ -307,15 +307,27 @@ bool virtq_has_work(const struct virtq *q)
 
 /* ---- Returning chains and notifications ---- */
 
+void virtq_push_batch(struct virtq *q, const struct virtq_used *used, int n)
+{
+	if (!q->ready)
+		return;
+	uint16_t idx = q->used_idx;
+	for (int i = 0; i < n; i++) {
+		if (used[i].head >= q->size)
+			continue;
+		uint32_t *elem = used_elem_ptr(q, idx & (q->size - 1u));
+		__atomic_store_n(&elem[0], htole32(used[i].head), __ATOMIC_RELAXED);
+		__atomic_store_n(&elem[1], htole32(used[i].len), __ATOMIC_RELAXED);
+		idx++;
+	}
+	q->used_idx = idx;
+	__atomic_store_n(used_idx_ptr(q), htole16(q->used_idx), __ATOMIC_RELEASE);
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
-	if (!q->ready || head >= q->size)
-		return;
-	uint32_t *elem = used_elem_ptr(q, q->used_idx & (q->size - 1u));
-	__atomic_store_n(&elem[0], htole32(head), __ATOMIC_RELAXED);
-	__atomic_store_n(&elem[1], htole32(len), __ATOMIC_RELAXED);
-	q->used_idx++;
-	__atomic_store_n(used_idx_ptr(q), htole16(q->used_idx), __ATOMIC_RELEASE);
+	struct virtq_used one = { head, len };
+	virtq_push_batch(q, &one, 1);
 }
 
 /* virtio 1.2, 2.7.10: interrupt if used_event lies in (old, new]. */

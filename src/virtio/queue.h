@@ -86,6 +86,14 @@ void virtq_reset(struct virtq *q);
 int virtq_pop(struct virtq *q, struct virtq_req *req);
 /* Puts head back in the used ring with len bytes written. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
+/* Puts n chains in the used ring at once: the driver sees the used index
+ * move once, after all of them (virtio-net's merged receive buffers must
+ * arrive together). */
+struct virtq_used {
+	uint16_t head;
+	uint32_t len;
+};
+void virtq_push_batch(struct virtq *q, const struct virtq_used *used, int n);
 /* After one or more pushes: whether the driver wants an interrupt
  * (EVENT_IDX used_event, or NO_INTERRUPT); false when nothing was pushed
  * since the last call. Updates signalled_used. */

@@ -167,6 +167,25 @@ static void test_simple_chain(void **state)
 	assert_int_equal(used_idx(r), 1);
 }
 
+/* A batch lands in the used ring in order and moves the used index once;
+ * heads the queue cannot have are skipped. */
+static void test_push_batch(void **state)
+{
+	struct ring *r = *state;
+	const struct virtq_used batch[] = { { 2, 10 }, { QSZ + 1, 99 }, { 6, 20 }, { 4, 30 } };
+	virtq_push_batch(&r->q, batch, 4);
+	assert_int_equal(used_idx(r), 3);
+	assert_int_equal(r->q.used_idx, 3);
+	assert_int_equal(get32(r, USED_GPA + 4), 2);
+	assert_int_equal(get32(r, USED_GPA + 8), 10);
+	assert_int_equal(get32(r, USED_GPA + 12), 6);
+	assert_int_equal(get32(r, USED_GPA + 16), 20);
+	assert_int_equal(get32(r, USED_GPA + 20), 4);
+	assert_int_equal(get32(r, USED_GPA + 24), 30);
+	virtq_push_batch(&r->q, batch, 0);
+	assert_int_equal(used_idx(r), 3);
+}
+
 /* The chain may use every descriptor once; zero-length buffers add no
  * iovec and their address is not looked at. */
 static void test_full_length_chain_and_empty_buffers(void **state)
@@ -630,6 +649,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_simple_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_length_chain_and_empty_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_indirect_table, setup, teardown),
 		cmocka_unit_test(test_iov_copies),
