@@ -69,24 +69,6 @@ static const char *const blk_stat_names[BLK_STAT_MAX] = {
 
 /* --- Request parsing (pure) ------------------------------------------------ */
 
-int blk_iov_slice(const struct iovec *src, int nr, uint64_t offset, uint64_t len, struct iovec *dst, int max)
-{
-	int n = 0;
-	for (int i = 0; i < nr && len; i++) {
-		if (offset >= src[i].iov_len) {
-			offset -= src[i].iov_len;
-			continue;
-		}
-		if (n == max)
-			return -EINVAL;
-		uint64_t take = MIN(src[i].iov_len - offset, len);
-		dst[n++] = (struct iovec){ (uint8_t *)src[i].iov_base + offset, take };
-		len -= take;
-		offset = 0;
-	}
-	return len ? -EINVAL : n;
-}
-
 /* The last device-writable byte of the chain: where the status goes. */
 static uint8_t *last_in_byte(const struct virtq_req *req)
 {
@@ -491,7 +473,7 @@ int virtio_blk_submit(struct virtio_blk *blk, struct virtq *vq, const struct vir
 		.total = rq.data_len,
 	};
 	if (rq.type == VIRTIO_BLK_T_IN || rq.type == VIRTIO_BLK_T_OUT) {
-		io->nr_iov = blk_iov_slice(rq.type == VIRTIO_BLK_T_IN ? req->in : req->out, nr_src, rq.data_offset,
+		io->nr_iov = iov_slice(rq.type == VIRTIO_BLK_T_IN ? req->in : req->out, nr_src, rq.data_offset,
 				       rq.data_len, io->iov, nr_src);
 	} else if (rq.type == VIRTIO_BLK_T_DISCARD || rq.type == VIRTIO_BLK_T_WRITE_ZEROES) {
 		io->offset = rq.seg_sector * VIRTIO_BLK_SECTOR_SIZE;

@@ -99,10 +99,6 @@ struct blk_request {
  * out->status saying whether to go on. */
 int blk_parse_request(const struct virtq_req *req, const struct blk_limits *lim, struct blk_request *out);
 
-/* Copies into dst (at most max entries) the iovecs covering len bytes of
- * src from offset on. The count, or -EINVAL when src is too short or dst
- * has too few entries. */
-int blk_iov_slice(const struct iovec *src, int nr, uint64_t offset, uint64_t len, struct iovec *dst, int max);
 
 enum blk_stat {
 	BLK_STAT_READS,

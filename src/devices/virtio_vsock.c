@@ -351,8 +351,9 @@ static void forward_payload(struct vsock_dev *d, struct vsock_conn *c, const str
 {
 	uint32_t sent = 0;
 	if (!c->txq.used && c->fd >= 0 && c->writable) {
-		int nr = vsock_iov_slice(req->out, req->nr_out, VSOCK_HDR_SIZE, len, d->iov, VIRTQ_MAX_SEGS);
-		ssize_t n = host_send(c, d->iov, nr);
+		/* vsock_conn_guest_pkt checked that the chain holds len bytes. */
+		int nr = iov_slice(req->out, req->nr_out, VSOCK_HDR_SIZE, len, d->iov, VIRTQ_MAX_SEGS);
+		ssize_t n = nr < 0 ? -1 : host_send(c, d->iov, nr);
 		if (n < 0) {
 			conn_host_eof(d, c, true);
 			return;
@@ -361,7 +362,12 @@ static void forward_payload(struct vsock_dev *d, struct vsock_conn *c, const str
 		vsock_conn_forwarded(c, sent);
 	}
 	/* The rest waits in txq; vsock_conn_guest_pkt checked that it fits. */
-	int nr = vsock_iov_slice(req->out, req->nr_out, VSOCK_HDR_SIZE + sent, len - sent, d->iov, VIRTQ_MAX_SEGS);
+	int nr = iov_slice(req->out, req->nr_out, VSOCK_HDR_SIZE + sent, len - sent, d->iov, VIRTQ_MAX_SEGS);
+	if (nr < 0) {
+		count(d, ST_PROTOCOL_ERRORS, 1);
+		conn_reset(d, c);
+		return;
+	}
 	for (int i = 0; i < nr; i++) {
 		if (vsock_ring_push(&c->txq, d->iov[i].iov_base, (uint32_t)d->iov[i].iov_len) < 0) {
 			count(d, ST_PROTOCOL_ERRORS, 1);
@@ -519,7 +525,9 @@ static uint32_t conn_fill_rx(struct vsock_dev *d, struct vsock_conn *c, const st
 		}
 		uint64_t room = req->in_len - VSOCK_HDR_SIZE;
 		uint32_t max = (uint32_t)MIN(MIN(room, (uint64_t)credit), (uint64_t)VSOCK_MAX_PAYLOAD);
-		int nr = vsock_iov_slice(req->in, req->nr_in, VSOCK_HDR_SIZE, max, d->iov, VIRTQ_MAX_SEGS);
+		int nr = iov_slice(req->in, req->nr_in, VSOCK_HDR_SIZE, max, d->iov, VIRTQ_MAX_SEGS);
+		if (nr < 0)
+			return 0;
 		struct msghdr msg = { .msg_iov = d->iov, .msg_iovlen = (size_t)nr };
 		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT);
 		if (n > 0) {

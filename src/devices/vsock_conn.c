@@ -433,18 +433,3 @@ uint32_t vsock_next_local_port(uint32_t *last, uint32_t peer_port,
 	return 0;
 }
 
-int vsock_iov_slice(const struct iovec *src, int nr, uint64_t off, uint64_t len, struct iovec *dst, int max)
-{
-	int n = 0;
-	for (int i = 0; i < nr && len && n < max; i++) {
-		if (off >= src[i].iov_len) {
-			off -= src[i].iov_len;
-			continue;
-		}
-		uint64_t take = MIN(src[i].iov_len - off, len);
-		dst[n++] = (struct iovec){ (uint8_t *)src[i].iov_base + off, take };
-		len -= take;
-		off = 0;
-	}
-	return n;
-}

@@ -207,9 +207,6 @@ bool vsock_conn_expired(struct vsock_conn *c, uint64_t now_ns, bool *free_now);
 uint32_t vsock_next_local_port(uint32_t *last, uint32_t peer_port,
 			       bool (*in_use)(void *opaque, uint32_t local, uint32_t peer), void *opaque);
 
-/* dst = the bytes [off, off + len) of the iovec array src (fewer if src
- * ends first); returns the number of dst entries used (at most max). */
-int vsock_iov_slice(const struct iovec *src, int nr, uint64_t off, uint64_t len, struct iovec *dst, int max);
 
 /* In virtio_vsock.c (it binds a socket), here to be unit-tested: listens
  * on path for host clients. -EEXIST if path exists and is not a socket,

@@ -374,6 +374,24 @@ void virtq_set_notify(struct virtq *q, bool enable)
 
 /* ---- iovec copies ---- */
 
+int iov_slice(const struct iovec *src, int nr, uint64_t offset, uint64_t len, struct iovec *dst, int max)
+{
+	int n = 0;
+	for (int i = 0; i < nr && len; i++) {
+		if (offset >= src[i].iov_len) {
+			offset -= src[i].iov_len;
+			continue;
+		}
+		if (n == max)
+			return -EINVAL;
+		uint64_t take = MIN(src[i].iov_len - offset, len);
+		dst[n++] = (struct iovec){ (uint8_t *)src[i].iov_base + offset, take };
+		len -= take;
+		offset = 0;
+	}
+	return len ? -EINVAL : n;
+}
+
 uint64_t iov_to_buf(const struct iovec *iov, int nr, uint64_t offset, void *buf, uint64_t len)
 {
 	uint64_t done = 0;

@@ -106,6 +106,10 @@ bool virtq_has_work(const struct virtq *q);
 /* A new round of q->size pops (virtq_activate() starts one). */
 void virtq_refill_budget(struct virtq *q);
 
+/* The iovecs covering bytes [offset, offset + len) of src into dst (at
+ * most max): their number, or -EINVAL when src is shorter or dst too
+ * small. */
+int iov_slice(const struct iovec *src, int nr, uint64_t offset, uint64_t len, struct iovec *dst, int max);
 /* Copy helpers over an iovec array (bounded by the iovecs' lengths);
  * return the bytes copied. */
 uint64_t iov_to_buf(const struct iovec *iov, int nr, uint64_t offset, void *buf, uint64_t len);

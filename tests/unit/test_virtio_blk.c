@@ -357,17 +357,17 @@ static void test_iov_slice(void **state)
 	uint8_t a[10], b[20], c[30];
 	const struct iovec src[] = { { a, 10 }, { b, 20 }, { c, 30 } };
 	struct iovec dst[3];
-	assert_int_equal(blk_iov_slice(src, 3, 5, 30, dst, 3), 3);
+	assert_int_equal(iov_slice(src, 3, 5, 30, dst, 3), 3);
 	assert_ptr_equal(dst[0].iov_base, a + 5);
 	assert_int_equal(dst[0].iov_len, 5);
 	assert_ptr_equal(dst[1].iov_base, b);
 	assert_int_equal(dst[1].iov_len, 20);
 	assert_int_equal(dst[2].iov_len, 5);
-	assert_int_equal(blk_iov_slice(src, 3, 10, 20, dst, 3), 1);
+	assert_int_equal(iov_slice(src, 3, 10, 20, dst, 3), 1);
 	assert_ptr_equal(dst[0].iov_base, b);
-	assert_int_equal(blk_iov_slice(src, 3, 0, 61, dst, 3), -EINVAL); /* longer than src */
-	assert_int_equal(blk_iov_slice(src, 3, 0, 60, dst, 2), -EINVAL); /* dst too small */
-	assert_int_equal(blk_iov_slice(src, 3, 59, 0, dst, 3), 0);
+	assert_int_equal(iov_slice(src, 3, 0, 61, dst, 3), -EINVAL); /* longer than src */
+	assert_int_equal(iov_slice(src, 3, 0, 60, dst, 2), -EINVAL); /* dst too small */
+	assert_int_equal(iov_slice(src, 3, 59, 0, dst, 3), 0);
 }
 
 /* ---- The io_uring path on a temporary file ---- */

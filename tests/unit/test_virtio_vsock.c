@@ -593,27 +593,6 @@ static void test_local_ports(void **state)
 	assert_int_equal(vsock_next_local_port(&last, 1234, fake_in_use, taken), VSOCK_LOCAL_PORT_FIRST);
 }
 
-static void test_iov_slice(void **state)
-{
-	char a[10], b[5], c[20];
-	struct iovec src[3] = { { a, sizeof(a) }, { b, sizeof(b) }, { c, sizeof(c) } }, dst[4];
-	int n = vsock_iov_slice(src, 3, 8, 10, dst, 4);
-	assert_int_equal(n, 3);
-	assert_ptr_equal(dst[0].iov_base, a + 8);
-	assert_int_equal(dst[0].iov_len, 2);
-	assert_ptr_equal(dst[1].iov_base, b);
-	assert_int_equal(dst[1].iov_len, 5);
-	assert_ptr_equal(dst[2].iov_base, c);
-	assert_int_equal(dst[2].iov_len, 3);
-	/* past the end: nothing; more than there is: what there is */
-	assert_int_equal(vsock_iov_slice(src, 3, 35, 10, dst, 4), 0);
-	n = vsock_iov_slice(src, 3, 30, 100, dst, 4);
-	assert_int_equal(n, 1);
-	assert_int_equal(dst[0].iov_len, 5);
-	/* bounded by max */
-	assert_int_equal(vsock_iov_slice(src, 3, 0, 35, dst, 2), 2);
-}
-
 /* --- The listening socket (real sockets in a temporary directory) -------- */
 
 static char tmpdir[64], sock_path[128];
@@ -731,7 +710,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, conn_setup, conn_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_ignores_guest, conn_setup, conn_teardown),
 		cmocka_unit_test(test_local_ports),
-		cmocka_unit_test(test_iov_slice),
 		cmocka_unit_test_setup_teardown(test_listen_new_and_in_use, uds_setup, uds_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_replaces_stale_socket, uds_setup, uds_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_refuses_other_files, uds_setup, uds_teardown),
