@@ -3,7 +3,7 @@
 ARCH        ?= x86
 BUILD       ?= build
 CC          ?= gcc
-PKGS        := zlib liblzma libzstd liblz4 json-c liburing
+PKGS        := zlib liblzma libzstd liblz4 json-c liburing libseccomp
 DLOPEN_PKGS := libmicrohttpd  # headers only: src/api/server.c loads it when the API is used
 TEST_PKGS   := cmocka
 
@@ -13,7 +13,7 @@ DEB_PKGS := build-essential pkg-config libcmocka-dev zlib1g-dev liblzma-dev \
 	libzstd-dev liblz4-dev busybox-static cpio xz-utils zstd lz4 gzip \
 	qemu-system-x86 linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	dwarves kmod python3 curl clang libclang-rt-14-dev \
-	liburing-dev e2fsprogs iproute2
+	liburing-dev libseccomp-dev e2fsprogs iproute2
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Isrc -Isrc/arch/$(ARCH) -MMD -MP \

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -57,6 +58,9 @@ static const char run_usage[] =
 	"      --on-reboot exit|restart  what a guest reboot does (default exit)\n"
 	"      --stats             print exit and fallback counts at exit\n"
 	"      --testdev           add the test device (for guest tests)\n"
+	"      --no-seccomp        no system-call filters (for debugging)\n"
+	"      --seccomp-log       log forbidden system calls to the kernel's audit\n"
+	"                          log instead of killing kvmlite (for debugging)\n"
 	"      --api-sock PATH     serve the Firecracker-compatible API on this UNIX\n"
 	"                          socket (auto: $KVMLITE_SOCK_DIR or /run/kvmlite,\n"
 	"                          /<pid>.sock); the VM starts on InstanceStart\n"
@@ -71,7 +75,7 @@ static const char run_usage[] =
 
 enum {
 	OPT_CMDLINE = 256, OPT_APPEND, OPT_CONSOLE, OPT_ON_REBOOT, OPT_STATS, OPT_TESTDEV, OPT_API_SOCK,
-	OPT_CONFIG_FILE, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_NO_RNG,
+	OPT_CONFIG_FILE, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_NO_RNG, OPT_NO_SECCOMP, OPT_SECCOMP_LOG,
 };
 
 void vm_config_free(struct vm_config *cfg)
@@ -270,11 +274,13 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, char *err, s
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "vsock", required_argument, NULL, OPT_VSOCK },
 		{ "no-rng", no_argument, NULL, OPT_NO_RNG },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "seccomp-log", no_argument, NULL, OPT_SECCOMP_LOG },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	*cfg = (struct vm_config){ .nr_cpus = 1, .ram_size = RUN_DEFAULT_RAM };
+	*cfg = (struct vm_config){ .nr_cpus = 1, .ram_size = RUN_DEFAULT_RAM, .seccomp = SECCOMP_KILL };
 	opterr = 0;
 	optind = 0; /* glibc: start afresh, so the parser can run more than once */
 	int c;
@@ -334,6 +340,8 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, char *err, s
 				return -EINVAL;
 			break;
 		case OPT_NO_RNG: cfg->no_rng = true; break;
+		case OPT_NO_SECCOMP: cfg->seccomp = SECCOMP_OFF; break;
+		case OPT_SECCOMP_LOG: cfg->seccomp = SECCOMP_LOG; break;
 		case 'v':
 			if (log_threshold < LOG_DEBUG)
 				log_threshold++;
@@ -406,21 +414,26 @@ static size_t console_filter(struct console_state *st, uint8_t *buf, size_t len,
 	return out;
 }
 
-/* Runs the VM until it stops: the main thread forwards console input and
- * turns termination signals into a stop. Returns the signal that ended
- * it, or 0. */
-static int run_event_loop(struct vm *vm, int sig_fd)
+struct run_ctx;
+static int run_serve_call(struct run_ctx *ctx);
+static int run_call_fd(const struct run_ctx *ctx);
+
+/* Runs the VM until it stops: the main thread forwards console input,
+ * turns termination signals into a stop and, with the API (ctx), runs the
+ * actions the API thread hands it. Returns the signal that ended it, or 0. */
+static int run_event_loop(struct vm *vm, int sig_fd, struct run_ctx *ctx)
 {
 	bool input = vm->console_input != NULL;
 	bool is_tty = isatty(STDIN_FILENO);
 	struct console_state console = { 0 };
 	for (;;) {
-		struct pollfd fds[3] = {
+		struct pollfd fds[4] = {
 			{ .fd = vm->stop_fd, .events = POLLIN },
 			{ .fd = sig_fd, .events = POLLIN },
 			{ .fd = input ? STDIN_FILENO : -1, .events = POLLIN },
+			{ .fd = ctx ? run_call_fd(ctx) : -1, .events = POLLIN },
 		};
-		if (poll(fds, 3, -1) < 0) {
+		if (poll(fds, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll: %s", strerror(errno));
@@ -429,6 +442,10 @@ static int run_event_loop(struct vm *vm, int sig_fd)
 		}
 		if (fds[0].revents)
 			return 0;
+		if (fds[3].revents && run_serve_call(ctx) < 0) {
+			vm_stop(vm, VM_EXIT_ERROR, 0);
+			return 0;
+		}
 		if (fds[1].revents) {
 			struct signalfd_siginfo si;
 			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
@@ -492,10 +509,12 @@ static int exit_status(const struct vm *vm, int signo)
  *
  * The VM is built from the configuration the API accumulates (initial
  * values from the command line), when InstanceStart arrives, or at once
- * with --config-file. The API thread creates and starts it, then wakes the
- * main thread, which runs the same event loop as without the API. The API
- * thread reaches the VM only under ctx->lock, and the main thread takes
- * that lock before destroying it. */
+ * with --config-file. The API thread only parses requests: every action
+ * (start, pause, resume, stop, opening the log and metrics files) is handed
+ * to the main thread, which runs it from its event loop while the API
+ * thread waits for the result. So the API thread's seccomp filter needs
+ * none of the calls that build a VM. State queries read ctx under
+ * ctx->lock, which the main thread also takes before destroying the VM. */
 
 struct run_ctx {
 	struct vm_config cfg;      /* what vm_create reads */
@@ -505,8 +524,17 @@ struct run_ctx {
 	bool vm_live;              /* vm created and not destroyed yet */
 	bool started;              /* InstanceStart done: never "Not started" again */
 	bool stop_requested;       /* "Stop" before InstanceStart */
-	int wake_fd;               /* eventfd: started, or stop requested */
+	int wake_fd;               /* eventfd: an API action is waiting */
 	int metrics_fd;
+	/* The action handed to the main thread: set by the API thread, which
+	 * then waits on call_done until call_finished (or !serving). */
+	bool serving;              /* the main thread still takes actions */
+	bool call_pending, call_finished;
+	enum api_action call;
+	int call_rc;
+	char *call_err;            /* the API thread's buffer, for the message */
+	size_t call_errlen;
+	pthread_cond_t call_done;
 	char sock_path[108];
 };
 
@@ -602,28 +630,23 @@ static int run_open_sinks(struct run_ctx *ctx, enum api_action action, char *err
 	return 0;
 }
 
-static int run_api_action(void *opaque, enum api_action action, char *err, size_t errlen)
+/* Runs an API action, in the main thread. */
+static int run_do_action(struct run_ctx *ctx, enum api_action action, char *err, size_t errlen)
 {
-	struct run_ctx *ctx = opaque;
 	int rc = 0;
-	bool started;
 	switch (action) {
 	case API_ACT_NONE:
 		return 0;
 	case API_ACT_START:
 		pthread_mutex_lock(&ctx->lock);
 		rc = run_start_vm_locked(ctx, err, errlen);
-		started = ctx->started;
 		pthread_mutex_unlock(&ctx->lock);
-		if (started)
-			run_wake(ctx);
 		if (!rc)
 			log_info("API: the microVM started");
 		return rc;
 	case API_ACT_PAUSE:
 	case API_ACT_RESUME:
-		/* Blocks until every vCPU is parked (or back in the guest):
-		 * fine here, in the API thread. */
+		/* Blocks until every vCPU is parked (or back in the guest). */
 		pthread_mutex_lock(&ctx->lock);
 		rc = !ctx->vm_live ? -ESHUTDOWN : action == API_ACT_PAUSE ? vm_pause(&ctx->vm) : vm_resume(&ctx->vm);
 		pthread_mutex_unlock(&ctx->lock);
@@ -635,12 +658,10 @@ static int run_api_action(void *opaque, enum api_action action, char *err, size_
 		return rc;
 	case API_ACT_STOP:
 		pthread_mutex_lock(&ctx->lock);
-		if (ctx->vm_live) {
+		if (ctx->vm_live)
 			vm_stop(&ctx->vm, VM_EXIT_POWEROFF, 0);
-		} else {
+		else
 			ctx->stop_requested = true;
-			run_wake(ctx);
-		}
 		pthread_mutex_unlock(&ctx->lock);
 		log_info("API: stop requested");
 		return 0;
@@ -656,6 +677,72 @@ static int run_api_action(void *opaque, enum api_action action, char *err, size_
 		return run_open_sinks(ctx, action, err, errlen);
 	}
 	return -EINVAL;
+}
+
+/* The API thread's side: hands the action to the main thread and waits. */
+static int run_api_action(void *opaque, enum api_action action, char *err, size_t errlen)
+{
+	struct run_ctx *ctx = opaque;
+	if (action == API_ACT_NONE)
+		return 0;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->call = action;
+	ctx->call_err = err;
+	ctx->call_errlen = errlen;
+	ctx->call_pending = true;
+	ctx->call_finished = false;
+	if (ctx->serving)
+		run_wake(ctx);
+	while (!ctx->call_finished && ctx->serving)
+		pthread_cond_wait(&ctx->call_done, &ctx->lock);
+	int rc = ctx->call_rc;
+	if (!ctx->call_finished) {
+		rc = -ESHUTDOWN;
+		snprintf(err, errlen, "The microVM has stopped.");
+	}
+	ctx->call_pending = false;
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+static int run_call_fd(const struct run_ctx *ctx)
+{
+	return ctx->wake_fd;
+}
+
+/* The main thread's side: runs the waiting action, if any. Returns 0, or
+ * -1 if the wake-up fd failed. */
+static int run_serve_call(struct run_ctx *ctx)
+{
+	uint64_t v;
+	if (read(ctx->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+		log_error("API wake-up: %s", strerror(errno));
+		return -1;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	bool pending = ctx->call_pending && !ctx->call_finished;
+	enum api_action action = ctx->call;
+	pthread_mutex_unlock(&ctx->lock);
+	if (!pending)
+		return 0;
+	/* The API thread waits, so its buffer and ctx->api stay still. */
+	int rc = run_do_action(ctx, action, ctx->call_err, ctx->call_errlen);
+	pthread_mutex_lock(&ctx->lock);
+	ctx->call_rc = rc;
+	ctx->call_finished = true;
+	pthread_cond_broadcast(&ctx->call_done);
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
+/* From here on the main thread takes no action: a waiting or later one
+ * fails with "stopped". */
+static void run_stop_serving(struct run_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->serving = false;
+	pthread_cond_broadcast(&ctx->call_done);
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 static const struct api_ops run_api_ops = { .state = run_api_state, .action = run_api_action };
@@ -678,8 +765,7 @@ static int run_wait_start(struct run_ctx *ctx, int sig_fd)
 				return 128 + (int)si.ssi_signo;
 		}
 		if (fds[1].revents) {
-			uint64_t v;
-			if (read(ctx->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			if (run_serve_call(ctx) < 0)
 				return EXIT_VMM_ERROR;
 			pthread_mutex_lock(&ctx->lock);
 			bool started = ctx->started, stop = ctx->stop_requested;
@@ -699,7 +785,7 @@ static int run_vm_loop(struct run_ctx *ctx, int sig_fd)
 	for (;;) {
 		if (ctx->cfg.console != CONSOLE_NONE)
 			term_raw_enter();
-		int signo = run_event_loop(&ctx->vm, sig_fd);
+		int signo = run_event_loop(&ctx->vm, sig_fd, ctx);
 		vm_wait(&ctx->vm);
 		term_restore();
 		if (ctx->cfg.stats)
@@ -779,11 +865,12 @@ static int run_sock_path(struct run_ctx *ctx, const char *arg)
 
 static int run_with_api(const struct vm_config *cli_cfg, int sig_fd)
 {
-	struct run_ctx ctx = { .cfg = *cli_cfg, .wake_fd = -1, .metrics_fd = -1 };
+	struct run_ctx ctx = { .cfg = *cli_cfg, .wake_fd = -1, .metrics_fd = -1, .serving = true };
 	struct api_server *srv = NULL;
 	int status = EXIT_VMM_ERROR;
 	char err[512];
 	pthread_mutex_init(&ctx.lock, NULL);
+	pthread_cond_init(&ctx.call_done, NULL);
 	/* A log or metrics FIFO whose reader went away must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	if (api_config_init(&ctx.api, &ctx.cfg) < 0)
@@ -825,13 +912,15 @@ static int run_with_api(const struct vm_config *cli_cfg, int sig_fd)
 	}
 	status = run_vm_loop(&ctx, sig_fd);
 out:
-	api_server_stop(srv); /* first: no request may touch ctx from here on */
+	run_stop_serving(&ctx);
+	api_server_stop(srv); /* no request may touch ctx from here on */
 	log_close_file();
 	if (ctx.metrics_fd >= 0)
 		close(ctx.metrics_fd);
 	if (ctx.wake_fd >= 0)
 		close(ctx.wake_fd);
 	api_config_free(&ctx.api);
+	pthread_cond_destroy(&ctx.call_done);
 	pthread_mutex_destroy(&ctx.lock);
 	return status;
 }
@@ -871,6 +960,16 @@ int cmd_run(int argc, char **argv)
 		return EXIT_VMM_ERROR;
 	}
 
+	/* glibc reads /etc/localtime on the first gmtime_r (log timestamps),
+	 * in whichever thread that is: here, before any filter. */
+	tzset();
+	sandbox_set_seccomp(cfg.seccomp);
+	if (sandbox_enter(THREAD_VMM) < 0) {
+		close(sig_fd);
+		vm_config_free(&cfg);
+		return EXIT_VMM_ERROR;
+	}
+
 	int status;
 	if (cfg.api_sock || cfg.config_file) {
 		status = run_with_api(&cfg, sig_fd);
@@ -889,7 +988,7 @@ int cmd_run(int argc, char **argv)
 			term_raw_enter();
 		int signo = 0;
 		if (vm_start(&vm) == 0)
-			signo = run_event_loop(&vm, sig_fd);
+			signo = run_event_loop(&vm, sig_fd, NULL);
 		vm_wait(&vm);
 		term_restore();
 		if (cfg.stats)

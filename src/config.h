@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sandbox.h"
+
 /* serial: ttyS0 on the 16550; virtio: hvc0 on virtio-console (the serial
  * port stays, silent); none: no console output at all. */
 enum console_mode { CONSOLE_SERIAL, CONSOLE_NONE, CONSOLE_VIRTIO };
@@ -55,6 +57,7 @@ struct vm_config {
 	int nr_nets;
 	struct vsock_config vsock;
 	bool no_rng;              /* --no-rng: leave out virtio-rng (on by default) */
+	enum seccomp_mode seccomp; /* --no-seccomp, --seccomp-log; kill by default */
 
 	/* Strings the parser split out of option values; vm_config_free(). */
 	char *owned[VM_MAX_DISKS * 2 + VM_MAX_NETS + 1];

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 #include "vm.h"
 
@@ -167,6 +168,10 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	struct vm *vm = vcpu->vm;
+	if (sandbox_enter(THREAD_VCPU) < 0) {
+		vm_stop(vm, VM_EXIT_ERROR, 0);
+		return NULL;
+	}
 	if (vcpu->id == 0)
 		vm->first_run_ns = monotonic_ns();
 	while (vcpu_should_run(vcpu)) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 
 /* libmicrohttpd is loaded only when the API is used: linked in, it and
  * what it pulls in (GnuTLS, nettle, p11-kit) cost every VM about 3 MiB of
@@ -73,6 +74,8 @@ struct api_server {
 	struct api_config *cfg;
 	const struct api_ops *ops;
 	void *opaque;
+	bool thread_ready;     /* MHD's thread has named itself and tried its filter */
+	bool filtered;         /* ... and the filter is in place (or seccomp is off) */
 };
 
 /* One request's body, gathered across MHD's upload callbacks. */
@@ -183,6 +186,20 @@ static void api_run(struct api_server *srv, const char *method, const char *url,
 	}
 }
 
+/* Called in MHD's thread when a connection opens, before its request is
+ * read: the thread names itself and loads the API's seccomp filter there,
+ * so no byte a client sends is parsed without it. */
+static void api_connection_opened(void *cls, struct MHD_Connection *conn, void **socket_context,
+				  enum MHD_ConnectionNotificationCode code)
+{
+	struct api_server *srv = cls;
+	if (code != MHD_CONNECTION_NOTIFY_STARTED || srv->thread_ready)
+		return;
+	srv->thread_ready = true;
+	pthread_setname_np(pthread_self(), "api"); /* for the JSON log's "thread" */
+	srv->filtered = sandbox_enter(THREAD_API) == 0;
+}
+
 static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
@@ -191,10 +208,9 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
 	struct api_request *req = *con_cls;
 	struct api_reply reply;
 
+	if (!srv->filtered)
+		return MHD_NO; /* no filter in this thread: serve nothing */
 	if (!req) {
-		static __thread bool named;
-		if (!named) /* for the JSON log's "thread" */
-			named = !pthread_setname_np(pthread_self(), "api");
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
@@ -294,6 +310,7 @@ int api_server_start(struct api_server **out, const char *sock_path, struct api_
 					       MHD_USE_ERROR_LOG,
 				       0, NULL, NULL, api_access, srv, MHD_OPTION_EXTERNAL_LOGGER, api_mhd_log, srv,
 				       MHD_OPTION_LISTEN_SOCKET, srv->fd, MHD_OPTION_NOTIFY_COMPLETED, api_completed, srv,
+				       MHD_OPTION_NOTIFY_CONNECTION, api_connection_opened, srv,
 				       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONN_LIMIT,
 				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_CONN_TIMEOUT, MHD_OPTION_END);
 	if (!srv->daemon) {

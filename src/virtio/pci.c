@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 #include "vm.h"
 
@@ -700,6 +701,10 @@ static void *virtio_worker(void *opaque)
 {
 	struct virtio_device *dev = opaque;
 	struct epoll_event events[16];
+	if (sandbox_enter(THREAD_DEVICE) < 0) {
+		vm_stop(dev->vm, VM_EXIT_ERROR, 0);
+		return NULL;
+	}
 	for (;;) {
 		int n = epoll_wait(dev->epoll_fd, events, (int)ARRAY_SIZE(events), -1);
 		if (n < 0 && errno == EINTR)
