@@ -78,6 +78,7 @@ unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 guest-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 	tests/kvmhost/run --timeout 1200 -- tests/guest/run $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
+	tests/kvmhost/run --timeout 900 -- tests/guest/blk-crash $(BUILD)/kvmlite
 
 api-test: $(BUILD)/kvmlite $(BUILD)/kvmlite-asan
 	tests/e2e/run --prepare

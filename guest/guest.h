@@ -144,6 +144,9 @@ __attribute__((noreturn)) void test_counter(void);
 __attribute__((noreturn)) void test_virtio_rng(void);
 __attribute__((noreturn)) void test_virtio_blk(bool read_only);
 __attribute__((noreturn)) void test_virtio_hostile(void);
+/* blk_crash.c: test=blk-crash writes and flushes the first virtio-blk disk
+ * until killed, printing "blk-crash: flushed N" (tests/guest/blk-crash). */
+__attribute__((noreturn)) void test_blk_crash(void);
 
 /* bench.c: benchmark modes, bench=pio|mmio n=COUNT or bench=idle
  * (bench/README.md). Returns at once without a bench= token. */

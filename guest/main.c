@@ -12,7 +12,8 @@
 
 enum guest_mode {
 	MODE_NORMAL, MODE_PIO, MODE_MMIO, MODE_SERIAL, MODE_EXIT_CODE, MODE_FAIL, MODE_SPIN, MODE_FALLBACK,
-	MODE_COUNTER, MODE_VIRTIO_RNG, MODE_VIRTIO_BLK, MODE_VIRTIO_BLK_RO, MODE_VIRTIO_HOSTILE, MODE_UNKNOWN
+	MODE_COUNTER, MODE_VIRTIO_RNG, MODE_VIRTIO_BLK, MODE_VIRTIO_BLK_RO, MODE_VIRTIO_HOSTILE, MODE_BLK_CRASH,
+	MODE_UNKNOWN
 };
 
 static const struct {
@@ -22,7 +23,7 @@ static const struct {
 	{ "pio", MODE_PIO }, { "mmio", MODE_MMIO }, { "serial", MODE_SERIAL }, { "exit-code", MODE_EXIT_CODE },
 	{ "fail", MODE_FAIL }, { "spin", MODE_SPIN }, { "fallback", MODE_FALLBACK }, { "counter", MODE_COUNTER },
 	{ "virtio-rng", MODE_VIRTIO_RNG }, { "virtio-blk", MODE_VIRTIO_BLK }, { "virtio-blk-ro", MODE_VIRTIO_BLK_RO },
-	{ "virtio-hostile", MODE_VIRTIO_HOSTILE },
+	{ "virtio-hostile", MODE_VIRTIO_HOSTILE }, { "blk-crash", MODE_BLK_CRASH },
 };
 
 static struct acpi_info acpi;
@@ -110,6 +111,7 @@ void main(uint32_t start_info)
 	case MODE_VIRTIO_BLK: test_virtio_blk(false);
 	case MODE_VIRTIO_BLK_RO: test_virtio_blk(true);
 	case MODE_VIRTIO_HOSTILE: test_virtio_hostile();
+	case MODE_BLK_CRASH: test_blk_crash();
 	case MODE_UNKNOWN: guest_fail("unknown test= mode");
 	case MODE_NORMAL: break;
 	}
